@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+# No hub at run time: an accidental download fails at once instead of hanging.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export TOKENIZERS_PARALLELISM := false
+export TRANSFORMERS_VERBOSITY := error
+
+.PHONY: demo test venv browser clean
+
+# torch first, from its pin (an unpinned torch pulls a multi-GB CUDA build), then the exact lock.
+$(VENV)/.installed: pyproject.toml requirements.lock constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip==26.3 setuptools==84.2.1
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian's Chromium + ChromeDriver for the real-browser UI test.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+demo: venv
+	$(PY) -m pipelines.run --config configs/tiny/pipeline.yaml
+
+test: venv browser
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,46 @@
+"""The command line shared by every ``python -m pipelines.<stage>``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from types import ModuleType
+
+from rlhf.artifacts import ArtifactError
+from rlhf.config import ConfigError, describe, load_config, to_yaml
+from rlhf.stage import run_stage
+
+
+def parse(config_cls: type, argv: list[str] | None, prog: str, description: str):
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config fields (override any with key=value, e.g. train.learning_rate=3e-4):\n"
+        + "\n".join(describe(config_cls)),
+    )
+    parser.add_argument("-h", "--help", action="help", help="show this help and every config field")
+    parser.add_argument("--config", help="YAML recipe, e.g. configs/tiny/sft.yaml")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--force", action="store_true", help="re-run even if the artifact is up to date")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    args = parser.parse_args(argv)
+    return args, load_config(config_cls, args.config, args.overrides)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(stage: ModuleType, argv: list[str] | None = None) -> None:
+    prog = f"python -m pipelines.{stage.__name__.rsplit('.', 1)[-1]}"
+    try:
+        args, config = parse(stage.Config, argv, prog, (stage.__doc__ or "").strip())
+        if args.print_config:
+            print(to_yaml(config), end="")
+            return
+        artifact = run_stage(stage, config, force=args.force)
+    except (ConfigError, ArtifactError) as exc:
+        fail(str(exc))
+        return
+    print(f"[{stage.KIND}] artifact: {artifact.path}")

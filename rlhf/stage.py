@@ -1,0 +1,26 @@
+"""Running a stage: resolve its input artifacts, skip it when up to date, otherwise call ``run``.
+
+A stage module defines ``KIND`` (the artifact kind it writes), ``Config`` (its dataclass, with an
+``output_dir`` field), ``inputs(config) -> {name: (path, kind)}`` and
+``run(config, inputs) -> Artifact``. Stages meet only through artifacts.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Callable
+
+from rlhf.artifacts import Artifact, is_up_to_date, open_artifact
+
+
+def open_inputs(stage: ModuleType, config: Any) -> dict[str, Artifact]:
+    return {name: open_artifact(path, kind) for name, (path, kind) in stage.inputs(config).items()}
+
+
+def run_stage(stage: ModuleType, config: Any, force: bool = False, log: Callable[[str], None] = print) -> Artifact:
+    inputs = open_inputs(stage, config)
+    if not force and is_up_to_date(config.output_dir, stage.KIND, config, inputs):
+        log(f"[{stage.KIND}] up to date, skipped: {config.output_dir} (use --force to re-run)")
+        return open_artifact(config.output_dir, stage.KIND)
+    log(f"[{stage.KIND}] running -> {config.output_dir}")
+    return stage.run(config, inputs)

@@ -1,0 +1,1 @@
+"""Tasks: the offline embedded review task and its gold reward."""
