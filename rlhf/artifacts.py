@@ -235,3 +235,26 @@ def is_up_to_date(path: str | Path, kind: str, config: Any, inputs: dict[str, Ar
         art.manifest.get("config_hash") == config_hash(config, ignore_keys)
         and recorded == {name: a.fingerprint for name, a in inputs.items()}
     )
+
+
+LOG_HISTORY = "log_history.jsonl"
+
+
+def write_log_history(path: str | Path, log_history: list[dict[str, Any]]) -> None:
+    """A Trainer's ``state.log_history`` as JSON lines with train/eval-prefixed TRL metric names.
+
+    Trainer logs ``loss``/``rewards/margins`` for training and ``eval_loss``/``eval_rewards/margins``
+    for evaluation; they become ``train/loss`` and ``eval/rewards/margins``. ``step`` and ``epoch``
+    stay as they are, so the eval stage can plot every training stage's curves the same way.
+    """
+    with open(path, "w") as fh:
+        for entry in log_history:
+            row = {}
+            for key, value in entry.items():
+                if key in ("step", "epoch"):
+                    row[key] = value
+                elif key.startswith("eval_"):
+                    row["eval/" + key[len("eval_"):]] = value
+                else:
+                    row["train/" + key.removeprefix("train_")] = value
+            fh.write(json.dumps(row) + "\n")
