@@ -15,9 +15,10 @@ from rlhf.config import load_config  # noqa: E402
 
 # Small but real: enough data and steps that the policy writes well-formed reviews.
 TINY_SFT_OVERRIDES = [
-    "data.num_examples=1500",
+    "data.num_examples=2000",
     "data.max_test_examples=64",
     "train.num_train_epochs=2",
+    "train.per_device_train_batch_size=16",
     "train.report_to=[]",
     "num_samples=4",
 ]

@@ -1,0 +1,76 @@
+"""Artifact store: atomic writes, manifests, refusing incomplete/corrupt/wrong artifacts, skipping."""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from rlhf.artifacts import MANIFEST, ArtifactError, is_up_to_date, open_artifact, write_artifact
+
+
+@dataclass
+class Cfg:
+    value: int = 1
+
+
+def make(path, value=1, kind="sft", inputs=None):
+    with write_artifact(path, kind, Cfg(value), inputs) as out:
+        (out.path / "weights.bin").write_bytes(b"x" * 100)
+        out.metrics["loss"] = 0.5
+    return open_artifact(path, kind)
+
+
+def test_manifest_records_everything(tmp_path):
+    art = make(tmp_path / "sft")
+    m = art.manifest
+    assert m["kind"] == "sft" and m["config"] == {"value": 1} and len(m["config_hash"]) == 16
+    assert m["metrics"] == {"loss": 0.5} and m["files"] == {"weights.bin": 100}
+    assert "torch" in m["packages"] and "trl" in m["packages"] and m["wall_time_s"] >= 0
+
+
+def test_killed_run_leaves_nothing_and_keeps_previous(tmp_path):
+    good = make(tmp_path / "sft", value=1)
+    with pytest.raises(KeyboardInterrupt):
+        with write_artifact(tmp_path / "sft", "sft", Cfg(2)) as out:
+            (out.path / "weights.bin").write_bytes(b"half")
+            raise KeyboardInterrupt  # the run is killed mid-write
+    again = open_artifact(tmp_path / "sft", "sft")
+    assert again.fingerprint == good.fingerprint
+    assert [p.name for p in tmp_path.iterdir()] == ["sft"]  # no temp dir left behind
+
+
+def test_half_written_artifact_is_refused(tmp_path):
+    # what a crash between writing files and the manifest would leave if we wrote in place
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "sft" / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match="incomplete.*pipelines.sft"):
+        open_artifact(tmp_path / "sft", "sft")
+
+
+def test_truncated_file_is_refused(tmp_path):
+    art = make(tmp_path / "sft")
+    (art.path / "weights.bin").write_bytes(b"x" * 10)
+    with pytest.raises(ArtifactError, match="corrupt: weights.bin"):
+        open_artifact(art.path, "sft")
+
+
+def test_corrupt_manifest_and_wrong_kind_are_refused(tmp_path):
+    art = make(tmp_path / "sft")
+    with pytest.raises(ArtifactError, match="'sft' artifact.*reward artifact.*pipelines.reward"):
+        open_artifact(art.path, "reward")
+    (art.path / MANIFEST).write_text("{not json")
+    with pytest.raises(ArtifactError, match="corrupt manifest"):
+        open_artifact(art.path, "sft")
+    with pytest.raises(ArtifactError, match="not found"):
+        open_artifact(tmp_path / "nothing", "sft")
+
+
+def test_up_to_date_tracks_config_and_inputs(tmp_path):
+    upstream = make(tmp_path / "sft")
+    down = make(tmp_path / "reward", kind="reward", inputs={"policy": upstream})
+    assert json.loads((down.path / MANIFEST).read_text())["inputs"]["policy"]["fingerprint"] == upstream.fingerprint
+    assert is_up_to_date(down.path, "reward", Cfg(1), {"policy": upstream})
+    assert not is_up_to_date(down.path, "reward", Cfg(2), {"policy": upstream})
+    changed = make(tmp_path / "sft", value=3)  # new upstream content -> downstream is stale
+    assert changed.fingerprint != upstream.fingerprint
+    assert not is_up_to_date(down.path, "reward", Cfg(1), {"policy": changed})
