@@ -36,25 +36,29 @@ def by_item(labels: Iterable[Any]) -> dict[str, dict[str, dict[str, int]]]:
     return dict(out)
 
 
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
 def _sign(x: float) -> int:
     return (x > 0) - (x < 0)
 
 
 @dataclass
 class Agreement:
-    kendall_tau: float | None  # mean over (item, annotator pair); None when nothing overlaps
-    krippendorff_alpha: float | None
-    pairwise_rate: float | None
+    kendall_tau: float  # mean over (item, annotator pair); NaN when nothing overlaps
+    krippendorff_alpha: float
+    pairwise_rate: float
     overlapping_items: int  # items with >= 2 usable labels
     annotator_pairs: int  # (item, annotator pair) comparisons behind the means
     per_annotator: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def metrics(self, prefix: str = "agreement/") -> dict[str, Any]:
-        """Flat metric dict for a manifest (None for undefined values, never NaN)."""
+        """Flat metric dict for a manifest (None for undefined values: NaN is not valid JSON)."""
         return {
-            f"{prefix}kendall_tau": self.kendall_tau,
-            f"{prefix}krippendorff_alpha": self.krippendorff_alpha,
-            f"{prefix}pairwise_rate": self.pairwise_rate,
+            f"{prefix}kendall_tau": _none_if_nan(self.kendall_tau),
+            f"{prefix}krippendorff_alpha": _none_if_nan(self.krippendorff_alpha),
+            f"{prefix}pairwise_rate": _none_if_nan(self.pairwise_rate),
             f"{prefix}overlapping_items": self.overlapping_items,
             f"{prefix}annotator_pairs": self.annotator_pairs,
         }
@@ -101,14 +105,14 @@ def pairwise_agreements(grouped: dict[str, dict[str, dict[str, int]]]) -> list[b
     return out
 
 
-def krippendorff_alpha(grouped: dict[str, dict[str, dict[str, int]]]) -> float | None:
-    """Ordinal alpha over (item, candidate) units; None when it is undefined (e.g. one distinct value)."""
+def _alpha(grouped: dict[str, dict[str, dict[str, int]]]) -> float:
+    """Ordinal alpha over (item, candidate) units; NaN when it is undefined (e.g. one distinct value)."""
     import krippendorff
 
     annotators = sorted({a for anns in grouped.values() for a in anns})
     units = sorted({(item, c) for item, anns in grouped.items() for ranks in anns.values() for c in ranks})
     if len(annotators) < 2 or not units:
-        return None
+        return math.nan
     column = {u: j for j, u in enumerate(units)}
     data = np.full((len(annotators), len(units)), np.nan)
     for i, a in enumerate(annotators):
@@ -118,23 +122,42 @@ def krippendorff_alpha(grouped: dict[str, dict[str, dict[str, int]]]) -> float |
     try:
         alpha = krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal")
     except ValueError:  # fewer than two distinct values, or no unit with two ratings
-        return None
-    return None if math.isnan(alpha) else float(alpha)
+        return math.nan
+    return float(alpha)
 
 
-def _mean(values: list[float]) -> float | None:
+def _mean(values: list[float]) -> float:
     values = [v for v in values if not math.isnan(v)]
-    return float(np.mean(values)) if values else None
+    return float(np.mean(values)) if values else math.nan
+
+
+def _overlapping(labels: Iterable[Any]) -> dict[str, dict[str, dict[str, int]]]:
+    return {item: anns for item, anns in by_item(labels).items() if len(anns) >= 2}
+
+
+# One function per statistic over Label lists (the admin panel calls these by name); NaN = undefined.
+
+
+def mean_kendall_tau(labels: Iterable[Any]) -> float:
+    return _mean(kendall_taus(_overlapping(labels)))
+
+
+def krippendorff_alpha(labels: Iterable[Any]) -> float:
+    return _alpha(_overlapping(labels))
+
+
+def pairwise_agreement(labels: Iterable[Any]) -> float:
+    return _mean([float(x) for x in pairwise_agreements(_overlapping(labels))])
 
 
 def agreement(labels: Iterable[Any]) -> Agreement:
     """Agreement statistics over the items that at least two annotators ranked."""
     labels = list(labels)
-    grouped = {item: anns for item, anns in by_item(labels).items() if len(anns) >= 2}
+    grouped = _overlapping(labels)
     taus = kendall_taus(grouped)
     return Agreement(
         kendall_tau=_mean(taus),
-        krippendorff_alpha=krippendorff_alpha(grouped),
+        krippendorff_alpha=_alpha(grouped),
         pairwise_rate=_mean([float(x) for x in pairwise_agreements(grouped)]),
         overlapping_items=len(grouped),
         annotator_pairs=len(taus),

@@ -87,5 +87,14 @@ def test_perfect_agreement_and_no_overlap():
     assert result.krippendorff_alpha == pytest.approx(1.0)
 
     alone = agreement([_label(1, "X", "A", _ranks("X", (1, 2, 3)))])
-    assert (alone.kendall_tau, alone.krippendorff_alpha, alone.pairwise_rate) == (None, None, None)
-    assert alone.metrics()["agreement/overlapping_items"] == 0
+    assert all(math.isnan(v) for v in (alone.kendall_tau, alone.krippendorff_alpha, alone.pairwise_rate))
+    metrics = alone.metrics()
+    assert metrics["agreement/kendall_tau"] is None and metrics["agreement/overlapping_items"] == 0
+
+
+def test_per_statistic_functions_used_by_the_admin_panel():
+    from annotation_ui.agreement import krippendorff_alpha, mean_kendall_tau, pairwise_agreement
+
+    assert mean_kendall_tau(FIXTURE) == pytest.approx((1 / 3 + 2 / math.sqrt(6) - 1) / 4)
+    assert krippendorff_alpha(FIXTURE) == pytest.approx(-849 / 7425)
+    assert pairwise_agreement(FIXTURE) == pytest.approx(5 / 12)
