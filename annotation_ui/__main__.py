@@ -1,0 +1,60 @@
+"""``python -m annotation_ui --candidates <artifact> --db <labels.sqlite>``: serve the annotation app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from annotation_ui.app import AppConfig, build_app, launch_kwargs
+from annotation_ui.storage import LabelStore, items_from_candidates
+from annotation_ui.users import load_users
+
+
+def import_candidates(store: LabelStore, path: str) -> int:
+    """Import the items of a "candidates" artifact (idempotent); returns how many were new."""
+    from datasets import load_from_disk
+
+    from rlhf.artifacts import open_artifact
+
+    art = open_artifact(path, "candidates")
+    return store.add_items(items_from_candidates(load_from_disk(str(art / "data"))))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m annotation_ui", description="Serve the preference annotation app.")
+    p.add_argument("--candidates", help="candidates artifact directory (python -m pipelines.generate); "
+                   "optional when the database already holds items")
+    p.add_argument("--db", required=True, help="SQLite label store (created if missing)")
+    p.add_argument("--users", help="YAML/JSON file name -> password (or set ANNOTATION_USERS='alice:pw,bob:pw')")
+    p.add_argument("--admins", default="", help="comma-separated admin names (or an 'admins' list in --users)")
+    p.add_argument("--no-auth", action="store_true", help="no sign-in; every label is recorded as 'anonymous'")
+    p.add_argument("--overlap", type=int, default=1, help="distinct annotators per item")
+    p.add_argument("--guidelines", default="docs/annotation_guidelines.md", help="Markdown shown in the app")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=7860)
+    args = p.parse_args(argv)
+
+    try:
+        users = load_users(args.users, [a.strip() for a in args.admins.split(",") if a.strip()])
+        if not users.enabled and not args.no_auth:
+            raise ValueError("no annotator accounts: pass --users users.yaml or set ANNOTATION_USERS "
+                             "(or --no-auth for a local single-user session)")
+        if args.overlap < 1:
+            raise ValueError("--overlap must be >= 1")
+        store = LabelStore(args.db)
+        if args.candidates:
+            new = import_candidates(store, args.candidates)
+            print(f"imported {new} new item(s) from {args.candidates}")
+        if not store.items():
+            raise ValueError(f"{args.db} holds no items: pass --candidates <candidates artifact>")
+    except Exception as exc:  # ArtifactError, ValueError: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    config = AppConfig(overlap=args.overlap, guidelines=args.guidelines, users=users)
+    demo = build_app(store, config)
+    demo.queue(default_concurrency_limit=16)
+    demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs(config))
+
+
+if __name__ == "__main__":
+    main()

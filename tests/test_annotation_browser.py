@@ -1,0 +1,201 @@
+"""The annotation app in a real headless Chromium (Selenium): sign in, rank with clicks and keys,
+revise, skip, vote on a pair; labels land in SQLite; untrusted HTML in a candidate stays text.
+
+Also makes the screenshots in docs/: ``python tests/test_annotation_browser.py --screenshots docs``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from annotation_fixtures import XSS_IMG, XSS_SCRIPT, Server, chrome, make_candidates_artifact  # noqa: E402
+
+from annotation_ui.app import LETTERS, display_order  # noqa: E402
+
+# p000..p002: three responses (p000 carries the XSS payloads); p003: a pair.
+KS = [3, 3, 3, 2]
+
+needs_chromium = pytest.mark.skipif(
+    not (shutil.which("chromium") or Path("/usr/bin/chromium").exists())
+    or not (shutil.which("chromedriver") or Path("/usr/bin/chromedriver").exists()),
+    reason="Debian chromium/chromedriver not installed (`make browser` installs them)",
+)
+
+
+def _wait(cond, timeout: float = 20.0, what: str = "condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Page:
+    """Small driver for the app's page."""
+
+    def __init__(self, driver, srv: Server):
+        from selenium.webdriver.common.by import By
+
+        self.d, self.srv, self.By = driver, srv, By
+
+    def sign_in(self, user: str, password: str) -> None:
+        By = self.By
+        self.d.get(self.srv.url)
+        _wait(lambda: self.d.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form")
+        self.d.find_element(By.CSS_SELECTOR, "input[type=text]").send_keys(user)
+        self.d.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(password)
+        next(b for b in self.d.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Login").click()
+        self.wait_item()
+
+    def item_id(self) -> str | None:
+        return self.d.execute_script("const m = document.querySelector('#task-meta'); return m && m.dataset.item;")
+
+    def wait_item(self, item_id: str | None = None) -> str:
+        if item_id is None:
+            return _wait(self.item_id, what="a task")
+        _wait(lambda: self.item_id() == item_id, what=f"task {item_id} (showing {self.item_id()})")
+        return item_id
+
+    def click_rank(self, slot: int, rank: int) -> None:
+        # Click the visible label of the radio option, as a person would.
+        el = self.d.find_element(self.By.CSS_SELECTOR, f"#rank-{slot} input[value='{rank}']")
+        el.find_element(self.By.XPATH, "./..").click()
+
+    def keys(self, *keys: str) -> None:
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        for key in keys:
+            ActionChains(self.d).send_keys(key).perform()
+            time.sleep(0.15)
+
+    def candidate_texts(self) -> list[str]:
+        return [e.text for e in self.d.find_elements(self.By.CSS_SELECTOR, ".cand-text") if e.is_displayed()]
+
+
+def _ranks_by_id(order: list[str], slot_ranks: list[int]) -> dict[str, int]:
+    return dict(zip(order, slot_ranks))
+
+
+@pytest.fixture
+def app(tmp_path):
+    make_candidates_artifact(tmp_path / "candidates", len(KS), KS)
+    with Server(tmp_path / "labels.sqlite", tmp_path / "candidates", overlap=1) as srv:
+        yield srv
+
+
+@needs_chromium
+@pytest.mark.timeout(180)
+def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    store = app.store
+    driver = chrome(tmp_path / "chrome-profile")
+    try:
+        page = Page(driver, app)
+        page.sign_in("alice", "pw-alice")
+
+        # Task 1 (three responses, one with HTML/JS in it): rank by clicking, submit with Enter.
+        first = page.wait_item("p000")
+        texts = page.candidate_texts()
+        assert any(XSS_SCRIPT in t and XSS_IMG in t for t in texts), texts  # shown literally, as text
+        assert driver.execute_script("return typeof window.__xss") == "undefined"
+        assert not driver.find_elements(page.By.CSS_SELECTOR, ".cand-text img, .cand-text script")
+        order = display_order("alice", store.item(first))
+        for slot, rank in enumerate([2, 1, 3]):
+            page.click_rank(slot, rank)
+        expected = _ranks_by_id(order, [2, 1, 3])
+        _wait(lambda: (store.load_draft("alice", first) or {}).get("ranks") == expected, what="auto-saved draft")
+        page.keys(Keys.ENTER)
+        _wait(lambda: len(store.labels()) == 1, what="first label in SQLite")
+        lab = store.labels()[0]
+        assert (lab.annotator, lab.item_id, lab.ranks) == ("alice", first, _ranks_by_id(order, [2, 1, 3]))
+        assert lab.meta["display_order"] == order and not lab.skipped
+
+        # Task 2: keys only - ranks in display order, with a tie, then Enter.
+        second = page.wait_item("p001")
+        page.keys("1", "1", "3", Keys.ENTER)
+        _wait(lambda: len(store.labels()) == 2, what="second label")
+        order2 = display_order("alice", store.item(second))
+        original = store.labels()[1]
+        assert original.ranks == _ranks_by_id(order2, [1, 1, 3])
+
+        # Back (Backspace) reopens task 2 prefilled; a new ranking is stored as a superseding row.
+        page.wait_item("p002")
+        page.keys(Keys.BACKSPACE)
+        page.wait_item(second)
+        checked = driver.execute_script(
+            "return [0,1,2].map(i => (document.querySelector('#rank-' + i + ' input:checked') || {}).value);")
+        assert checked == ["1", "1", "3"]
+        page.keys("3", "2", "1", Keys.ENTER)
+        _wait(lambda: len(store.labels(latest_only=False)) == 3, what="revision row")
+        revised = store.label_for("alice", second)
+        assert revised.ranks == _ranks_by_id(order2, [3, 2, 1]) and revised.supersedes == original.label_id
+        assert len(store.labels()) == 2  # still one current label per item
+
+        # Task 3: flag with a rationale, then skip with the "s" key.
+        page.wait_item("p002")
+        page.d.find_element(page.By.CSS_SELECTOR, "#rationale textarea").send_keys("looks broken")
+        page.d.find_element(page.By.CSS_SELECTOR, "body").click()
+        page.keys("f", "s")
+        _wait(lambda: store.label_for("alice", "p002"), what="skip row")
+        skipped = store.label_for("alice", "p002")
+        assert skipped.skipped and skipped.flagged and skipped.rationale == "looks broken"
+
+        # Task 4 is a pair: the arena buttons, by key ("t" = tie) and by click.
+        page.wait_item("p003")
+        assert driver.find_element(page.By.ID, "vote-a").is_displayed()
+        page.keys("t")
+        _wait(lambda: store.label_for("alice", "p003"), what="tie vote")
+        tie = store.label_for("alice", "p003")
+        assert set(tie.ranks.values()) == {1} and tie.meta["vote"] == "tie"
+        _wait(lambda: "All done" in driver.find_element(page.By.ID, "status").text, what="all-done message")
+        assert driver.execute_script("return typeof window.__xss") == "undefined"
+        assert {lab.annotator for lab in store.labels(latest_only=False)} == {"alice"}
+    finally:
+        driver.quit()
+
+
+def make_screenshots(out_dir: Path) -> None:
+    """docs/annotation_task.png (a task with three responses) and docs/annotation_admin.png."""
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    make_candidates_artifact(tmp / "candidates", 6, [3, 2, 3, 3, 2, 3])
+    with Server(tmp / "labels.sqlite", tmp / "candidates", overlap=2,
+                users="alice:pw-alice,bob:pw-bob,carol:pw-carol") as srv:
+        # Some labels so the admin view has something to show.
+        for name, vote in [("bob", [1, 2, 3]), ("carol", [1, 3, 2])]:
+            for _ in range(4):
+                item = srv.store.next_item(name, 2)
+                ranks = dict(zip(item.candidate_ids, vote[: len(item.candidate_ids)]))
+                srv.store.submit(name, item.item_id, ranks, flagged=item.item_id == "p002",
+                                 rationale="off-topic and rude" if item.item_id == "p002" else "")
+        driver = chrome(tmp / "profile")
+        try:
+            driver.set_window_size(1400, 1000)
+            page = Page(driver, srv)
+            page.sign_in("alice", "pw-alice")
+            page.click_rank(0, 2)
+            page.click_rank(1, 1)
+            time.sleep(1.0)
+            driver.save_screenshot(str(out_dir / "annotation_task.png"))
+            next(e for e in driver.find_elements(page.By.CSS_SELECTOR, "button[role=tab]") if e.text == "Admin").click()
+            time.sleep(1.5)
+            driver.save_screenshot(str(out_dir / "annotation_admin.png"))
+        finally:
+            driver.quit()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--screenshots":
+        make_screenshots(Path(sys.argv[2]))
+    else:
+        print("usage: python tests/test_annotation_browser.py --screenshots docs")
