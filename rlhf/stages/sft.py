@@ -10,7 +10,7 @@ from typing import Any
 
 from trl import SFTConfig, SFTTrainer
 
-from rlhf.artifacts import Artifact, open_artifact, write_artifact
+from rlhf.artifacts import Artifact, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, ModelConfig, option, trainer_args
 from rlhf.data import load_task
 from rlhf.hardware import precision_options
@@ -81,6 +81,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
         if trainer.accelerator.is_main_process:
             save_model(trainer.model, tokenizer, out.path, merge=config.lora.merge)
+            write_log_history(out.path / "log_history.jsonl", trainer.state.log_history)
             logs = work / "runs"
             if logs.is_dir():
                 shutil.copytree(logs, out.path / "logs", dirs_exist_ok=True)
