@@ -99,18 +99,24 @@ class DataConfig:
 # Loading and validation.
 
 
-def load_config(cls: type[T], config_file: str | Path | None = None, overrides: list[str] = ()) -> T:
-    """Build ``cls`` from its defaults, then a YAML file, then ``key=value`` overrides."""
+def load_yaml(config_file: str | Path) -> Any:
+    path = Path(config_file)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
+    try:
+        return OmegaConf.load(path)
+    except Exception as exc:  # yaml.YAMLError and friends
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+
+
+def load_config(
+    cls: type[T], config_file: str | Path | None = None, overrides: list[str] = (), base_layers: list[Any] = (),
+) -> T:
+    """Build ``cls`` from its defaults, ``base_layers``, a YAML file, then ``key=value`` overrides."""
     schema = OmegaConf.structured(cls)
-    layers = []
+    layers = list(base_layers)
     if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
-        try:
-            layers.append(OmegaConf.load(path))
-        except Exception as exc:  # yaml.YAMLError and friends
-            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        layers.append(load_yaml(config_file))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value (e.g. train.learning_rate=3e-4)")

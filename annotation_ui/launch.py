@@ -1,0 +1,57 @@
+"""``pipelines.run --annotate``: serve the annotation app and wait for people to label.
+
+Runs the app as a child process (``python -m annotation_ui``) on the candidates the pipeline just
+generated, prints progress, and returns when every item has its ``overlap`` labels or the operator
+presses Enter; then the pipeline exports whatever has been labelled.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from annotation_ui.storage import LabelStore
+
+
+def _enter_pressed(timeout: float) -> bool:
+    if not sys.stdin or not sys.stdin.isatty():
+        time.sleep(timeout)
+        return False
+    ready, _, _ = select.select([sys.stdin], [], [], timeout)
+    return bool(ready) and sys.stdin.readline() is not None
+
+
+def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, poll_s: float = 5.0) -> None:
+    """A ``run_pipeline`` hook: before the preferences stage, collect human labels in the app."""
+    if stage != "preferences":
+        return
+    prefs = config.preferences
+    Path(prefs.db).parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "annotation_ui", "--candidates", prefs.candidates, "--db", prefs.db,
+           "--port", str(port), "--overlap", str(overlap)]
+    if not (os.environ.get("ANNOTATION_USERS") or Path("users.yaml").exists()):
+        cmd.append("--no-auth")
+    elif Path("users.yaml").exists():
+        cmd += ["--users", "users.yaml"]
+    app = subprocess.Popen(cmd)
+    print(f"annotation app: http://127.0.0.1:{port}  (press Enter to stop labelling and continue the pipeline)")
+    try:
+        store = None
+        while app.poll() is None:
+            if store is None and Path(prefs.db).exists():
+                store = LabelStore(prefs.db)
+            if store is not None:
+                progress = store.progress("", overlap)
+                print(f"\rlabelled items: {progress['done_items']}/{progress['total_items']}", end="", flush=True)
+                if progress["total_items"] and progress["done_items"] >= progress["total_items"]:
+                    break
+            if _enter_pressed(poll_s):
+                break
+        print()
+    finally:
+        app.terminate()
+        app.wait(timeout=30)

@@ -1,0 +1,66 @@
+"""python -m pipelines.run --config configs/tiny/pipeline.yaml [--from STAGE] [--annotate] [key=value ...]
+
+The whole chain, skipping stages whose artifacts are up to date. Override any stage's field with
+its section prefix, e.g. ``ppo.ppo.learning_rate=1e-5`` or ``run_dir=runs/exp2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from annotation_ui.launch import annotate_until_done
+from rlhf.artifacts import ArtifactError
+from rlhf.cli import fail
+from rlhf.config import ConfigError, describe, to_yaml
+from rlhf.pipeline import STAGES, PipelineConfig, load_pipeline_config, run_pipeline
+from rlhf.summary import summary_table
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.run", description=__doc__, add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config fields:\n" + "\n".join(describe(PipelineConfig)),
+    )
+    parser.add_argument("-h", "--help", action="help", help="show this help and every config field")
+    parser.add_argument("--config", help="pipeline recipe, e.g. configs/tiny/pipeline.yaml")
+    parser.add_argument("--from", dest="from_stage", choices=list(STAGES), help="re-run from this stage on")
+    parser.add_argument("--force", action="store_true", help="re-run every stage")
+    parser.add_argument("--annotate", action="store_true",
+                        help="open the annotation app after generation and wait for human labels "
+                             "(instead of simulated annotators)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    try:
+        overrides = list(args.overrides)
+        if args.annotate:
+            overrides.append("preferences.annotators=human")
+        config = load_pipeline_config(args.config, overrides)
+        if args.print_config:
+            print(to_yaml(config), end="")
+            return
+        from_stage = args.from_stage
+        if args.annotate:
+            # Human labels change without the config changing, so preferences and everything after re-run.
+            order = config.stages
+            if from_stage is None or order.index(from_stage) > order.index("preferences"):
+                from_stage = "preferences"
+        hook = annotate_until_done if args.annotate else None
+        artifacts = run_pipeline(config, from_stage=from_stage, force=args.force, before_stage=hook)
+    except (ConfigError, ArtifactError) as exc:
+        fail(str(exc))
+        return
+    print(f"\nrun directory: {config.run_dir}")
+    if "eval" in artifacts:
+        print(summary_table(artifacts["eval"]))
+        print(f"report: {artifacts['eval'].path / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,82 @@
+"""The whole chain: SFT -> generate -> preferences -> reward -> PPO and DPO -> eval.
+
+Each stage keeps its own typed config as a section of one pipeline config; all sections share the
+pipeline's ``run_dir``, so every stage finds its inputs where the previous stage wrote them.
+Stages whose artifacts are up to date are skipped, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable
+
+from rlhf.artifacts import Artifact
+from omegaconf import OmegaConf
+
+from rlhf.config import ConfigError, load_config, load_yaml, option
+from rlhf.stage import run_stage
+from rlhf.stages import dpo, eval as eval_stage, generate, ppo, preferences, reward, sft
+
+STAGES: dict[str, ModuleType] = {
+    "sft": sft,
+    "generate": generate,
+    "preferences": preferences,
+    "reward": reward,
+    "ppo": ppo,
+    "dpo": dpo,
+    "eval": eval_stage,
+}
+
+
+@dataclass
+class PipelineConfig:
+    run_dir: str = option("runs/tiny", "directory for every stage's artifact (shared by all sections)")
+    stages: list[str] = option(list(STAGES), f"stages to run, in order; any of {', '.join(STAGES)}")
+    recipes: dict[str, str] = option({}, "stage -> YAML recipe loaded into that section before this file")
+    sft: sft.Config = option(sft.Config(), "supervised fine-tuning (pipelines.sft)")
+    generate: generate.Config = option(generate.Config(), "candidate generation (pipelines.generate)")
+    preferences: preferences.Config = option(preferences.Config(), "annotation -> preference pairs")
+    reward: reward.Config = option(reward.Config(), "reward model (pipelines.reward)")
+    ppo: ppo.Config = option(ppo.Config(), "PPO (pipelines.ppo)")
+    dpo: dpo.Config = option(dpo.Config(), "DPO (pipelines.dpo)")
+    eval: eval_stage.Config = option(eval_stage.Config(), "evaluation report (pipelines.eval)")
+
+
+def load_pipeline_config(config_file: str | None, overrides: list[str]) -> PipelineConfig:
+    """Defaults, then each stage's own recipe (``recipes: {stage: file}``), then this file, then overrides.
+
+    Reusing the per-stage recipes keeps one source of truth for each stage's settings.
+    """
+    recipe_layers = []
+    if config_file is not None:
+        recipes = load_yaml(config_file).get("recipes") or {}
+        for name, recipe in recipes.items():
+            if name not in STAGES:
+                raise ConfigError(f"unknown stage '{name}' in 'recipes'. Valid stages: {', '.join(STAGES)}")
+            recipe_layers.append(OmegaConf.create({name: load_yaml(recipe)}))
+    # Every section's run_dir follows the pipeline's, so one override moves the whole run.
+    shared = [f"{name}.run_dir=${{run_dir}}" for name in STAGES]
+    config = load_config(PipelineConfig, config_file, [*shared, *overrides], base_layers=recipe_layers)
+    unknown = [s for s in config.stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) in 'stages': {', '.join(unknown)}. Valid stages: {', '.join(STAGES)}")
+    return config
+
+
+def run_pipeline(
+    config: PipelineConfig, from_stage: str | None = None, force: bool = False,
+    log: Callable[[str], None] = print, before_stage: Callable[[str, PipelineConfig], None] | None = None,
+) -> dict[str, Artifact]:
+    """Run the configured stages in order; stages from ``from_stage`` on are re-run even if up to date."""
+    if from_stage is not None and from_stage not in config.stages:
+        raise ConfigError(f"--from {from_stage}: not one of the configured stages ({', '.join(config.stages)})")
+    rerun = False
+    artifacts = {}
+    for index, name in enumerate(config.stages, start=1):
+        rerun = rerun or name == from_stage
+        log(f"=== [{index}/{len(config.stages)}] {name} ===")
+        if before_stage is not None:
+            before_stage(name, config)
+        artifacts[name] = run_stage(STAGES[name], getattr(config, name), force=force or rerun, log=log)
+    return artifacts
