@@ -168,6 +168,12 @@ def config_hash(config: Any, ignore: tuple[str, ...] = ()) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+RENAMED = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
 def trainer_args(config_cls: type[T], options: dict[str, Any], section: str = "train", **fixed: Any) -> T:
     """Build a TRL/transformers config class from pass-through ``options``.
 
@@ -175,6 +181,8 @@ def trainer_args(config_cls: type[T], options: dict[str, Any], section: str = "t
     ``fixed`` are values the stage sets itself (output_dir and friends) unless the user overrode them.
     """
     valid = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
+    # transformers 5 renamed gradient_checkpointing*; the old name must still win over our default.
+    options = {RENAMED.get(k, k) if RENAMED.get(k) in valid else k: v for k, v in options.items()}
     for key in options:
         if key not in valid:
             close = difflib.get_close_matches(key, list(valid), n=3)

@@ -20,7 +20,7 @@ def precision_options(model: torch.nn.Module) -> dict[str, bool]:
     return {
         "bf16": bf16,
         "fp16": cuda and not bf16,
-        "gradient_checkpointing": cuda and n_params >= CHECKPOINTING_MIN_PARAMS,
+        "activation_checkpointing": cuda and n_params >= CHECKPOINTING_MIN_PARAMS,
     }
 
 

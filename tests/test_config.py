@@ -67,3 +67,9 @@ def test_cli_help_and_print_config():
     assert "model.tiny.n_layer" in help_text and "train" in help_text and "default" in help_text
     printed = run_cli("--config", "configs/tiny/sft.yaml", "seed=7", "--print-config").stdout
     assert "seed: 7" in printed and "output_dir: runs/tiny/sft" in printed
+
+
+def test_user_checkpointing_choice_beats_hardware_default():
+    args = trainer_args(SFTConfig, {"gradient_checkpointing": True}, output_dir="/tmp/x", report_to=[], bf16=False,
+                        activation_checkpointing=False)
+    assert args.activation_checkpointing is True
