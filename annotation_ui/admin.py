@@ -26,6 +26,14 @@ def agreement(labels: list[Label]) -> dict[str, Any] | None:
         return None
     ranked = [lab for lab in labels if not lab.skipped]
     out: dict[str, Any] = {}
+    summary = getattr(mod, "agreement", None)
+    if summary is not None:
+        try:
+            s = summary(ranked)
+            out["overlapping_items"] = s.overlapping_items
+            out["annotator_pairs"] = s.annotator_pairs
+        except Exception:
+            pass
     for name in AGREEMENT_METRICS:
         fn: Callable | None = getattr(mod, name, None)
         if fn is None:

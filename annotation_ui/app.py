@@ -411,15 +411,15 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
                                                   elem_id=f"rank-{i}", elem_classes=["rank-radio"]))
                         cols.append(col)
                 with gr.Row(visible=False) as arena_row:
-                    vote_a = gr.Button("👈 A is better  [1]", elem_id="vote-a")
-                    vote_b = gr.Button("👉 B is better  [2]", elem_id="vote-b")
-                    vote_tie = gr.Button("🤝 Tie  [t]", elem_id="vote-tie")
-                    vote_bad = gr.Button("👎 Both are bad  [b]", elem_id="vote-bad")
+                    vote_a = gr.Button("A is better  [1]", elem_id="vote-a")
+                    vote_b = gr.Button("B is better  [2]", elem_id="vote-b")
+                    vote_tie = gr.Button("Tie  [t]", elem_id="vote-tie")
+                    vote_bad = gr.Button("Both are bad  [b]", elem_id="vote-bad")
                 with gr.Row():
                     flag = gr.Checkbox(label="Flag as bad / unsafe  [f]", elem_id="flag-box", scale=1)
                     rationale = gr.Textbox(label="Rationale (optional)", lines=2, scale=3, elem_id="rationale")
                 with gr.Row():
-                    back_btn = gr.Button("⬅ Back  [Backspace]", elem_id="back-btn")
+                    back_btn = gr.Button("Back  [Backspace]", elem_id="back-btn")
                     skip_btn = gr.Button("Skip  [s]", elem_id="skip-btn")
                     submit_btn = gr.Button("Submit ranking  [Enter]", variant="primary", elem_id="submit-btn")
                 status = gr.Markdown(elem_id="status")
@@ -497,7 +497,10 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
 
 def launch_kwargs(config: AppConfig) -> dict[str, Any]:
     """Arguments for ``demo.launch`` that the layout needs (auth, shortcuts, CSS)."""
-    kwargs: dict[str, Any] = {"head": SHORTCUTS_JS, "css": CSS, "ssr_mode": False}
+    # System fonts: the default theme fetches Google Fonts, which offline annotation servers cannot reach.
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])
+    kwargs: dict[str, Any] = {"head": SHORTCUTS_JS, "css": CSS, "ssr_mode": False, "theme": theme}
     if config.users.enabled:
         kwargs["auth"] = config.users.check
         kwargs["auth_message"] = "Sign in with the annotator account you were given."

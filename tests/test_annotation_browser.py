@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from annotation_fixtures import XSS_IMG, XSS_SCRIPT, Server, chrome, make_candidates_artifact  # noqa: E402
 
-from annotation_ui.app import LETTERS, display_order  # noqa: E402
+from annotation_ui.app import display_order  # noqa: E402
 
 # p000..p002: three responses (p000 carries the XSS payloads); p003: a pair.
 KS = [3, 3, 3, 2]
@@ -76,6 +76,11 @@ class Page:
             ActionChains(self.d).send_keys(key).perform()
             time.sleep(0.15)
 
+    def checked(self, k: int) -> list[str | None]:
+        return self.d.execute_script(
+            "return [...Array(arguments[0]).keys()].map("
+            "i => (document.querySelector('#rank-' + i + ' input:checked') || {}).value || null);", k)
+
     def candidate_texts(self) -> list[str]:
         return [e.text for e in self.d.find_elements(self.By.CSS_SELECTOR, ".cand-text") if e.is_displayed()]
 
@@ -113,6 +118,9 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
             page.click_rank(slot, rank)
         expected = _ranks_by_id(order, [2, 1, 3])
         _wait(lambda: (store.load_draft("alice", first) or {}).get("ranks") == expected, what="auto-saved draft")
+        driver.refresh()  # a reload restores the same task and the draft
+        page.wait_item(first)
+        _wait(lambda: page.checked(3) == ["2", "1", "3"], what="draft restored after reload")
         page.keys(Keys.ENTER)
         _wait(lambda: len(store.labels()) == 1, what="first label in SQLite")
         lab = store.labels()[0]
@@ -131,9 +139,7 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
         page.wait_item("p002")
         page.keys(Keys.BACKSPACE)
         page.wait_item(second)
-        checked = driver.execute_script(
-            "return [0,1,2].map(i => (document.querySelector('#rank-' + i + ' input:checked') || {}).value);")
-        assert checked == ["1", "1", "3"]
+        _wait(lambda: page.checked(3) == ["1", "1", "3"], what="previous ranks prefilled")
         page.keys("3", "2", "1", Keys.ENTER)
         _wait(lambda: len(store.labels(latest_only=False)) == 3, what="revision row")
         revised = store.label_for("alice", second)
@@ -169,18 +175,21 @@ def make_screenshots(out_dir: Path) -> None:
 
     tmp = Path(tempfile.mkdtemp())
     make_candidates_artifact(tmp / "candidates", 6, [3, 2, 3, 3, 2, 3])
-    with Server(tmp / "labels.sqlite", tmp / "candidates", overlap=2,
+    with Server(tmp / "labels.sqlite", tmp / "candidates", overlap=3,
                 users="alice:pw-alice,bob:pw-bob,carol:pw-carol") as srv:
         # Some labels so the admin view has something to show.
-        for name, vote in [("bob", [1, 2, 3]), ("carol", [1, 3, 2])]:
+        for name, vote in [("bob", [1, 2, 3]), ("carol", [2, 1, 3])]:
             for _ in range(4):
-                item = srv.store.next_item(name, 2)
+                item = srv.store.next_item(name, 3)
                 ranks = dict(zip(item.candidate_ids, vote[: len(item.candidate_ids)]))
                 srv.store.submit(name, item.item_id, ranks, flagged=item.item_id == "p002",
                                  rationale="off-topic and rude" if item.item_id == "p002" else "")
+        for item_id in ["p000", "p001"]:  # alice is past the first two tasks (so "Back" has something)
+            item = srv.store.item(item_id)
+            srv.store.submit("alice", item_id, dict(zip(item.candidate_ids, [1, 2, 3])))
         driver = chrome(tmp / "profile")
         try:
-            driver.set_window_size(1400, 1000)
+            driver.set_window_size(1400, 1100)
             page = Page(driver, srv)
             page.sign_in("alice", "pw-alice")
             page.click_rank(0, 2)
