@@ -1,0 +1,197 @@
+"""Evaluate policies on held-out prompts: gold reward, RM score, KL to the reference, diversity, win rate.
+
+Every policy is sampled on the same prompts with the same seeds; the report (report.md, plots,
+metrics.json, samples.jsonl) is written into an "eval" artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from rlhf.artifacts import PRODUCERS, Artifact, ArtifactError, LOG_HISTORY, open_artifact, write_artifact
+from rlhf.config import ConfigError, DataConfig, option
+from rlhf.data import held_out_prompts
+from rlhf.evaluation.metrics import Estimate, bootstrap_interval, distinct_n, t_interval, win_outcomes
+from rlhf.evaluation.plots import curve, frontier_plot, read_log_history, training_curves_plot
+from rlhf.evaluation.report import render_report
+from rlhf.evaluation.rollouts import PolicySamples, sample_with_kl
+from rlhf.models import load_causal_lm, load_tokenizer
+from rlhf.reward_model import RewardModel
+from rlhf.sampling import SamplingConfig, join
+from rlhf.tasks.gold import gold_reward
+
+KIND = "eval"
+POLICY_KINDS = ("sft", "ppo", "dpo")
+
+
+@dataclass
+class Config:
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
+    output_dir: str = option("${run_dir}/eval", "where the eval artifact (report.md, plots, metrics) is written")
+    policies: dict[str, str | None] = option(
+        {"sft": "${run_dir}/sft", "ppo": "${run_dir}/ppo", "dpo": "${run_dir}/dpo"},
+        "name -> policy artifact (sft/ppo/dpo) to evaluate; every one listed must exist. Leave one out "
+        "with policies.<name>=null, add one with policies.<name>=<path>",
+    )
+    reference: str = option(
+        "${run_dir}/sft", "reference policy (the SFT model): KL is measured against it, win rates against its samples",
+    )
+    reward_model: str | None = option(
+        "${run_dir}/reward", "reward artifact for the normalized RM score; null or '' skips the RM score",
+    )
+    seed: int = option(0, "sampling seed, the same for every policy (batch b uses seed + b)")
+    data: DataConfig = option(DataConfig(), "the task; its held-out split gives the prompts")
+    num_prompts: int = option(128, "held-out prompts to evaluate (one sample per prompt and policy), at least 2")
+    sampling: SamplingConfig = option(
+        SamplingConfig(), "temperature sampling; top_p/top_k must stay off so KL is measured on the "
+        "distribution actually sampled. batch_size also sets the log-prob batch",
+    )
+    confidence: float = option(0.95, "confidence level of the intervals")
+    bootstrap_resamples: int = option(2000, "bootstrap resamples for the win-rate interval")
+    samples_in_report: int = option(8, "prompts shown in the report's sample table (all are in samples.jsonl)")
+    curve_metrics: list[str] = option(
+        ["objective/scores", "objective/rlhf_reward", "rewards/margins", "rewards/accuracies"],
+        "log_history.jsonl metrics drawn over training steps (a train/ prefix is also accepted)",
+    )
+
+
+def _policies(config: Config) -> dict[str, str]:
+    return {name: path for name, path in config.policies.items() if path}
+
+
+def validate(config: Config) -> None:
+    if not _policies(config):
+        raise ConfigError("no policies to evaluate: set policies.<name>=<artifact dir>, e.g. policies.sft=runs/tiny/sft")
+    if config.num_prompts < 2:
+        raise ConfigError(f"num_prompts={config.num_prompts}: confidence intervals need at least 2 prompts")
+    if not 0 < config.confidence < 1:
+        raise ConfigError(f"confidence={config.confidence} must be between 0 and 1, e.g. confidence=0.95")
+    if config.sampling.temperature <= 0:
+        raise ConfigError(f"sampling.temperature={config.sampling.temperature} must be > 0")
+    if config.sampling.top_p != 1.0 or config.sampling.top_k != 0:
+        raise ConfigError(
+            "eval samples with plain temperature sampling so the KL terms refer to the sampled distribution: "
+            "set sampling.top_p=1.0 sampling.top_k=0"
+        )
+
+
+def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
+    validate(config)
+    specs: dict[str, tuple[str, str | tuple[str, ...]]] = {"reference": (config.reference, POLICY_KINDS)}
+    for name, path in _policies(config).items():
+        if not Path(path).exists():
+            producer = PRODUCERS.get(name, "the stage that trains it")
+            raise ConfigError(
+                f"policy '{name}': no artifact at {path}. Run {producer} first, point policies.{name} at it, "
+                f"or leave it out with policies.{name}=null"
+            )
+        specs[f"policy/{name}"] = (path, POLICY_KINDS)
+    if config.reward_model:
+        if not Path(config.reward_model).exists():
+            raise ConfigError(
+                f"reward model: no artifact at {config.reward_model}. Run {PRODUCERS['reward']} first, "
+                "or skip the RM score with reward_model=null"
+            )
+        specs["reward_model"] = (config.reward_model, "reward")
+    return specs
+
+
+def _check_same_vocab(name: str, policy: Artifact, reference: Artifact, tokenizer, ref_tokenizer, model, ref_model) -> None:
+    """Per-token KL compares distributions over one vocabulary: the policy must share the reference's."""
+    problem = None
+    if tokenizer.get_vocab() != ref_tokenizer.get_vocab():
+        problem = f"tokenizer vocabularies differ ({len(tokenizer)} vs {len(ref_tokenizer)} tokens)"
+    elif model.config.vocab_size != ref_model.config.vocab_size:
+        problem = f"output vocab sizes differ ({model.config.vocab_size} vs {ref_model.config.vocab_size})"
+    if problem:
+        raise ArtifactError(
+            f"policy '{name}' ({policy.path}) does not share the reference's vocabulary ({reference.path}): {problem}. "
+            "Evaluate policies trained from the reference SFT model, or set reference= to the model this policy came from"
+        )
+
+
+def _summary(samples: PolicySamples, gold: list[float], rm: list[float] | None, baseline_gold: list[float],
+             config: Config) -> dict:
+    ci = lambda values: t_interval(values, config.confidence).as_dict()  # noqa: E731
+    return {
+        "gold_reward": ci(gold),
+        "rm_score": ci(rm) if rm is not None else None,
+        "kl": ci(samples.kl),
+        "kl_k1": ci(samples.kl_k1),
+        "kl_k3": ci(samples.kl_k3),
+        "response_length": ci(samples.lengths),
+        "distinct_1": distinct_n(samples.responses, 1),
+        "distinct_2": distinct_n(samples.responses, 2),
+        "win_rate": bootstrap_interval(win_outcomes(gold, baseline_gold), config.confidence,
+                                       config.bootstrap_resamples, config.seed).as_dict(),
+    }
+
+
+def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    prompts = held_out_prompts(config.data, config.num_prompts)
+    if len(prompts) < 2:
+        raise ConfigError(f"the held-out split has {len(prompts)} prompts; at least 2 are needed (check data.*)")
+    ref_art = inputs["reference"]
+    tokenizer = load_tokenizer(ref_art.path)
+    reference = load_causal_lm(ref_art.path).to(device).eval()
+    reward_model = RewardModel.load(inputs["reward_model"].path, device) if "reward_model" in inputs else None
+
+    def score(responses: list[str]) -> tuple[list[float], list[float] | None]:
+        texts = [join(p, r) for p, r in zip(prompts, responses)]
+        return gold_reward(texts), reward_model.score(texts).tolist() if reward_model else None
+
+    # The baseline for win rates: the reference's own samples under the same seeds.
+    baseline = sample_with_kl(reference, reference, tokenizer, prompts, config.sampling, config.seed)
+    baseline_gold, _ = score(baseline.responses)
+
+    metrics: dict = {
+        "reference": {"path": str(ref_art.path), "fingerprint": ref_art.fingerprint},
+        "reward_model": str(inputs["reward_model"].path) if reward_model else None,
+        "num_prompts": len(prompts), "seed": config.seed, "confidence": config.confidence,
+        "sampling": asdict(config.sampling), "policies": {},
+    }
+    rows, histories = [], {}
+    for name in _policies(config):
+        art = inputs[f"policy/{name}"]
+        policy = load_causal_lm(art.path).to(device).eval()
+        _check_same_vocab(name, art, ref_art, load_tokenizer(art.path), tokenizer, policy, reference)
+        samples = sample_with_kl(policy, reference, tokenizer, prompts, config.sampling, config.seed)
+        gold, rm = score(samples.responses)
+        metrics["policies"][name] = {"path": str(art.path), "kind": art.kind, "fingerprint": art.fingerprint,
+                                     **_summary(samples, gold, rm, baseline_gold, config)}
+        for i, prompt in enumerate(prompts):
+            rows.append({
+                "policy": name, "prompt_id": f"test-{i}", "prompt": prompt, "response": samples.responses[i],
+                "gold_reward": gold[i], "rm_score": rm[i] if rm else None, "kl": samples.kl[i],
+                "kl_k1": samples.kl_k1[i], "kl_k3": samples.kl_k3[i], "length": samples.lengths[i],
+                "reference_response": baseline.responses[i], "reference_gold_reward": baseline_gold[i],
+            })
+        histories[name] = read_log_history(art.path / LOG_HISTORY)
+        del policy
+
+    with write_artifact(config.output_dir, KIND, config, inputs) as out:
+        plots = {}
+        points = {name: (Estimate(**m["kl"]), Estimate(**m["gold_reward"])) for name, m in metrics["policies"].items()}
+        frontier_plot(points, out.path / "frontier.png", config.confidence)
+        plots["Gold reward vs KL to the reference"] = "frontier.png"
+        drawn = training_curves_plot(histories, list(config.curve_metrics), out.path / "training_curves.png")
+        if drawn:
+            plots["Training curves"] = "training_curves.png"
+        missing = [n for n, h in histories.items() if not any(curve(h, m)[0] for m in drawn)]
+        (out.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        with open(out.path / "samples.jsonl", "w") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in rows)
+        (out.path / "report.md").write_text(render_report(metrics, rows, plots, missing, config.samples_in_report))
+        for name, m in metrics["policies"].items():
+            for key in ("gold_reward", "rm_score", "kl", "kl_k1", "kl_k3", "response_length", "win_rate"):
+                if m[key] is not None:
+                    out.metrics[f"eval/{name}/{key}"] = m[key]["mean"]
+            out.metrics[f"eval/{name}/distinct_2"] = m["distinct_2"]
+    artifact = open_artifact(config.output_dir, KIND)
+    print(f"[eval] report: {artifact.path / 'report.md'}")
+    return artifact

@@ -1,0 +1,165 @@
+"""The eval stage end to end on the shared tiny SFT policy (plus a perturbed copy posing as DPO)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from rlhf.artifacts import ArtifactError, write_artifact
+from rlhf.cli import main
+from rlhf.config import ConfigError, ModelConfig, load_config
+from rlhf.evaluation.report import md_escape
+from rlhf.models import build_tiny_gpt2, load_causal_lm, load_tokenizer
+from rlhf.reward_model import NORMALIZATION_FILE
+from rlhf.stage import run_stage
+from rlhf.stages import eval as eval_stage
+from rlhf.tokenizer import train_tokenizer
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class _Made:
+    """Config recorded in the hand-made test artifacts' manifests."""
+
+    seed: int = 0
+
+
+def _eval_config(run_dir, sft_path, *extra: str):
+    return load_config(eval_stage.Config, "configs/tiny/eval.yaml", [
+        f"run_dir={run_dir}", f"reference={sft_path}", f"policies.sft={sft_path}", "policies.ppo=null",
+        "policies.dpo=null", "reward_model=null", "data.num_examples=1500", "num_prompts=16",
+        "sampling.max_new_tokens=16", "sampling.batch_size=8", "bootstrap_resamples=200", "samples_in_report=3",
+        *extra,
+    ])
+
+
+@pytest.fixture(scope="module")
+def perturbed_dpo(sft_artifact, tmp_path_factory):
+    """The SFT policy with seeded noise on every weight, written as a 'dpo' artifact with a training log."""
+    path = tmp_path_factory.mktemp("policies") / "dpo"
+    model, tokenizer = load_causal_lm(sft_artifact.path), load_tokenizer(sft_artifact.path)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+    with write_artifact(path, "dpo", _Made(), {"policy": sft_artifact}) as out:
+        model.save_pretrained(out.path)
+        tokenizer.save_pretrained(out.path)
+        (out.path / "log_history.jsonl").write_text(
+            "".join(json.dumps({"step": s, "train/rewards/margins": 0.1 * s}) + "\n" for s in (1, 2, 3))
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def reward_artifact(sft_artifact, tmp_path_factory):
+    """A reward artifact with an untrained score head on the SFT body: enough to exercise RM scoring."""
+    path = tmp_path_factory.mktemp("policies") / "reward"
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(sft_artifact.path), num_labels=1)
+    with write_artifact(path, "reward", _Made(), {"policy": sft_artifact}) as out:
+        model.save_pretrained(out.path)
+        load_tokenizer(sft_artifact.path).save_pretrained(out.path)
+        (out.path / NORMALIZATION_FILE).write_text(json.dumps({"mean": 0.5, "std": 2.0}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluated(sft_artifact, perturbed_dpo, reward_artifact, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("eval_run")
+    config = _eval_config(run_dir, sft_artifact.path, f"policies.dpo={perturbed_dpo}", f"reward_model={reward_artifact}")
+    return run_stage(eval_stage, config, log=lambda _: None)
+
+
+def _metrics(artifact) -> dict:
+    return json.loads((artifact.path / "metrics.json").read_text())
+
+
+def _samples(artifact) -> list[dict]:
+    return [json.loads(line) for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
+
+
+def test_policy_against_itself_has_zero_kl_and_even_win_rate(evaluated):
+    sft = _metrics(evaluated)["policies"]["sft"]
+    assert sft["kl"] == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    assert sft["kl_k1"]["mean"] == 0.0 and sft["kl_k3"]["mean"] == 0.0
+    assert sft["win_rate"]["mean"] == 0.5
+    rows = [r for r in _samples(evaluated) if r["policy"] == "sft"]
+    assert len(rows) == 16
+    assert all(r["kl"] == 0.0 and r["kl_k1"] == 0.0 and r["kl_k3"] == 0.0 for r in rows)
+    assert all(r["response"] == r["reference_response"] for r in rows)
+
+
+def test_perturbed_policy_has_positive_kl_and_consistent_metrics(evaluated):
+    m = _metrics(evaluated)["policies"]["dpo"]
+    assert m["kind"] == "dpo"
+    assert m["kl"]["mean"] > 0 and m["kl"]["low"] <= m["kl"]["mean"] <= m["kl"]["high"]
+    rows = [r for r in _samples(evaluated) if r["policy"] == "dpo"]
+    assert all(r["kl"] >= 0 and r["kl_k3"] >= 0 for r in rows)
+    assert m["gold_reward"]["mean"] == pytest.approx(sum(r["gold_reward"] for r in rows) / len(rows))
+    outcomes = [1.0 if r["gold_reward"] > r["reference_gold_reward"] else 0.5 if r["gold_reward"] == r["reference_gold_reward"]
+                else 0.0 for r in rows]
+    assert m["win_rate"]["mean"] == pytest.approx(sum(outcomes) / len(outcomes))
+    assert m["rm_score"] is not None and all(isinstance(r["rm_score"], float) for r in rows)
+    assert 0 < m["distinct_1"] <= 1 and 0 < m["distinct_2"] <= 1
+    assert m["response_length"]["mean"] <= 16
+
+
+def test_report_lists_every_policy_with_plots(evaluated):
+    report = (evaluated.path / "report.md").read_text()
+    assert "## Policy: sft" in report and "## Policy: dpo" in report
+    assert "![Gold reward vs KL to the reference](frontier.png)" in report
+    assert "(training_curves.png)" in report
+    assert "No training curves for: sft" in report  # the SFT artifact has no log_history.jsonl
+    for png in ("frontier.png", "training_curves.png"):
+        assert (evaluated.path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert evaluated.kind == "eval" and "eval/dpo/kl" in evaluated.metrics
+
+
+def test_same_seed_reproduces_identical_metrics(evaluated, sft_artifact, perturbed_dpo, reward_artifact, tmp_path):
+    extra = [f"policies.dpo={perturbed_dpo}", f"reward_model={reward_artifact}"]
+    again = run_stage(eval_stage, _eval_config(tmp_path, sft_artifact.path, *extra), log=lambda _: None)
+    assert _metrics(again) == _metrics(evaluated)
+    assert _samples(again) == _samples(evaluated)
+    other = run_stage(eval_stage, _eval_config(tmp_path / "seed1", sft_artifact.path, *extra, "seed=1"), log=lambda _: None)
+    assert [r["response"] for r in _samples(other)] != [r["response"] for r in _samples(evaluated)]
+
+
+def test_cli_prints_report_path(sft_artifact, tmp_path, capsys):
+    main(eval_stage, ["--config", "configs/tiny/eval.yaml", f"run_dir={tmp_path}", f"reference={sft_artifact.path}",
+                      f"policies.sft={sft_artifact.path}", "policies.ppo=null", "policies.dpo=null", "reward_model=null",
+                      "data.num_examples=1500", "num_prompts=4", "sampling.max_new_tokens=8"])
+    assert f"report: {tmp_path / 'eval' / 'report.md'}" in capsys.readouterr().out
+
+
+def test_policy_with_another_vocabulary_is_refused(sft_artifact, tmp_path):
+    tokenizer = train_tokenizer(["a tiny corpus for another tokenizer"] * 20, vocab_size=300)
+    model = build_tiny_gpt2(ModelConfig(), tokenizer)
+    with write_artifact(tmp_path / "other", "dpo", _Made()) as out:
+        model.save_pretrained(out.path)
+        tokenizer.save_pretrained(out.path)
+    config = _eval_config(tmp_path, sft_artifact.path, f"policies.other={tmp_path / 'other'}", "num_prompts=2")
+    with pytest.raises(ArtifactError, match="policy 'other' .* does not share the reference's vocabulary"):
+        run_stage(eval_stage, config, log=lambda _: None)
+
+
+def test_missing_policy_and_bad_sampling_are_clear_config_errors(sft_artifact, tmp_path):
+    with pytest.raises(ConfigError, match=r"policy 'ppo': no artifact .* policies.ppo=null"):
+        eval_stage.inputs(_eval_config(tmp_path, sft_artifact.path, f"policies.ppo={tmp_path / 'ppo'}"))
+    with pytest.raises(ConfigError, match="sampling.top_p=1.0 sampling.top_k=0"):
+        eval_stage.inputs(_eval_config(tmp_path, sft_artifact.path, "sampling.top_k=50"))
+    with pytest.raises(ConfigError, match="no policies"):
+        eval_stage.inputs(_eval_config(tmp_path, sft_artifact.path, "policies.sft=null"))
+
+
+def test_md_escape_keeps_table_cells_intact():
+    cell = md_escape("a | b *bold* <script> [link](x)\nnext")
+    assert "|" not in cell.replace("\\|", "")
+    assert "<script>" not in cell and "&lt;script&gt;" in cell
+    assert "\\*bold\\*" in cell and "\\[link\\]" in cell and "<br>next" in cell
+    assert md_escape("  ") == "*(empty)*"
