@@ -1,0 +1,180 @@
+"""PPO's math as small pure functions on ``[batch, response_len]`` tensors (no models, no state).
+
+Layout: column t is the t-th response token; ``mask`` is 1 for real response tokens (up to and
+including the stop token) and 0 for the padding after it. Every function ignores masked positions,
+so a padded row behaves exactly as the same row unpadded.
+
+References: Schulman et al. 2017 (PPO), Schulman et al. 2016 (GAE), Ziegler et al. 2019 (KL-shaped
+reward, adaptive KL), Huang et al. 2023 "The N Implementation Details of RLHF with PPO" (TRL's
+PPOv2Trainer), Schulman 2020 "Approximating KL Divergence" (k1/k3 estimators).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    return masked_sum(x, mask, dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    if unbiased:  # Bessel's correction, as TRL's masked_var
+        n = mask.sum()
+        var = var * n / (n - 1).clamp(min=1)
+    return var
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+           stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """(x - mean) / std over the real tokens; masked positions come back as 0.
+
+    ``shift_mean=False`` only rescales (used for rewards: shifting them would change the optimal
+    policy's preference for longer/shorter responses). ``stats`` = (mean, var) computed elsewhere,
+    e.g. over all processes, so the result does not depend on how the batch was split.
+    """
+    mean, var = stats if stats is not None else (masked_mean(x, mask), masked_var(x, mask))
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(policy || ref) from tokens sampled from the policy.
+
+    k1 = log p - log q: unbiased, high variance, negative on single tokens (its batch mean may dip
+    below 0). k3 = (r - 1) - log r with r = q/p: unbiased and always >= 0, lower variance
+    (Schulman 2020, http://joschu.net/blog/kl-approx.html).
+    """
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r} (choose k1 or k3)")
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Column of each row's last real response token (the stop token, if it was generated)."""
+    return (mask.sum(1).long() - 1).clamp(min=0)
+
+
+def per_token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+                      mask: torch.Tensor, kl_coef: float, estimator: str = "k1"):
+    """Ziegler et al.'s shaped reward: -kl_coef * KL on every token, plus the score on the last one.
+
+    Returns (rewards, non_score_reward, kl), all zero on padding.
+    """
+    kl = kl_penalty(logprobs, ref_logprobs, estimator) * mask
+    non_score_reward = -kl_coef * kl
+    rewards = non_score_reward.clone()
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, last_token_index(mask)] += scores.to(rewards.dtype)
+    return rewards, non_score_reward, kl
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation (Schulman et al. 2016), right to left over each response.
+
+    The episode ends at the last real token: the state after it has value 0 (no bootstrap from a
+    padding position). Returns (advantages, returns = advantages + values), 0 on padding.
+    """
+    values = values * mask
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros_like(rewards[:, 0])
+    next_value = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        advantage = delta + gamma * lam * next_advantage
+        # A padding column passes nothing back: it is after the episode's end.
+        advantages[:, t] = advantage * mask[:, t]
+        next_advantage = advantages[:, t]
+        next_value = values[:, t]
+    return advantages, (advantages + values) * mask
+
+
+@dataclass
+class LossStats:
+    loss: torch.Tensor
+    clipfrac: torch.Tensor
+    approxkl: torch.Tensor | None = None
+    ratio: torch.Tensor | None = None
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                mask: torch.Tensor, cliprange: float) -> LossStats:
+    """PPO's clipped surrogate (to minimise), averaged over real tokens.
+
+    approxkl = 0.5 * mean((log ratio)^2), the k2 estimate of KL(old || new) that CleanRL/TRL log.
+    """
+    log_ratio = (logprobs - old_logprobs) * mask  # padding: ratio 1, never inf * 0
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean((clipped > unclipped).float(), mask)
+        approxkl = 0.5 * masked_mean(log_ratio ** 2, mask)
+        mean_ratio = masked_mean(ratio, mask)
+    return LossStats(loss, clipfrac, approxkl, mean_ratio)
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               cliprange_value: float) -> LossStats:
+    """Clipped value loss 0.5 * max((V - R)^2, (clip(V, V_old +- c) - R)^2), averaged over real tokens."""
+    values, old_values, returns = values * mask, old_values * mask, returns * mask
+    clipped_values = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    unclipped_loss = (values - returns) ** 2
+    clipped_loss = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(unclipped_loss, clipped_loss), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean((clipped_loss > unclipped_loss).float(), mask)
+    return LossStats(loss, clipfrac)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) at each position: logsumexp(l) - sum(p * l)."""
+    probs = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+
+
+class FixedKLController:
+    """A constant KL coefficient."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = state["value"]
+
+
+class AdaptiveKLController(FixedKLController):
+    """Ziegler et al. 2019 (sec. 2.2): move the coefficient so the KL tracks ``target``.
+
+    beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n_steps / horizon), where n_steps is the
+    number of episodes since the last update.
+    """
+
+    def __init__(self, value: float, target: float, horizon: int):
+        super().__init__(value)
+        self.target, self.horizon = target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + proportional_error * n_steps / self.horizon

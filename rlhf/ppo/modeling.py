@@ -1,0 +1,42 @@
+"""The trainable PPO module: policy + value function, so one DDP wrapper and one optimizer hold both."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from rlhf.logprobs import position_ids
+
+
+class PolicyAndValue(nn.Module):
+    """``forward`` returns (logits, values) for a batch of query+response tokens.
+
+    value_model 'shared': a value head on the policy's last hidden state, zero-initialised so the
+    first value estimates are 0 and cannot disturb the policy through the shared trunk.
+    value_model 'separate': a critic (sequence classifier initialised from the reward model) whose
+    score head is applied at every position, as TRL's PPOv2Trainer.
+    """
+
+    def __init__(self, policy: PreTrainedModel, critic: PreTrainedModel | None = None):
+        super().__init__()
+        self.policy = policy
+        self.critic = critic
+        if critic is None:
+            self.value_head = nn.Linear(policy.config.hidden_size, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = position_ids(attention_mask)
+        shared = self.critic is None
+        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                          output_hidden_states=shared, use_cache=False)
+        if shared:
+            values = self.value_head(out.hidden_states[-1])
+        else:
+            trunk = getattr(self.critic, self.critic.base_model_prefix)
+            hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                           use_cache=False).last_hidden_state
+            values = self.critic.score(hidden)
+        return out.logits, values.squeeze(-1).float()

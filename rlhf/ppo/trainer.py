@@ -1,0 +1,345 @@
+"""The PPO loop for language models, CleanRL-style: rollout -> rewards -> GAE -> epochs x minibatches.
+
+One PPO step:
+  1. rollout   sample responses to a batch of prompts (KV cache), keep log-probs and values
+  2. score     reward model on prompt + response (normalized), reference log-probs, per-token
+               rewards = -kl_coef * KL + score at the last token, GAE advantages (whitened)
+  3. train     num_ppo_epochs x minibatches x micro-batches (gradient accumulation) of
+               loss = clipped policy loss + vf_coef * clipped value loss
+The same code runs on 1 CPU, N CPU processes (gloo), 1 or N GPUs (DDP) under ``accelerate``:
+whitening, metrics and early stopping use statistics over all processes, so the algorithm does
+not depend on how the batch is split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+
+from rlhf.config import ConfigError
+from rlhf.hardware import autocast_dtype
+from rlhf.logprobs import response_logprobs
+from rlhf.ppo import core
+from rlhf.ppo.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from rlhf.ppo.config import PPOConfig, PPOSizes
+from rlhf.ppo.modeling import PolicyAndValue
+from rlhf.ppo.rollout import Rollout, generate, logprobs_from_logits, truncate_after_stop
+from rlhf.ppo.tracking import Tracker
+from rlhf.reward_model import RewardModel
+from rlhf.sampling import encode_prompts, join
+from rlhf.tasks.gold import gold_reward
+
+# Options that change what is logged or saved, not the training itself: a resumed run may change them.
+BOOKKEEPING = ("log_every", "sample_table_every", "num_sample_rows", "checkpoint_every", "report_to", "total_episodes")
+
+
+class PPODivergedError(ConfigError):
+    """Loss or reward became NaN/inf; the message names the last good checkpoint and what to change."""
+
+
+def prompt_indices(step: int, batch_size: int, num_prompts: int, seed: int) -> list[int]:
+    """Dataset indices of the global batch of PPO step ``step`` (1-based).
+
+    Episode e uses prompt perm_k[e % N] of the k = e // N'th seeded shuffle: a pure function of the
+    step, so a resumed run draws exactly the prompts the uninterrupted run would have.
+    """
+    out, perms = [], {}
+    for episode in range((step - 1) * batch_size, step * batch_size):
+        epoch = episode // num_prompts
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(num_prompts, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        out.append(perms[epoch][episode % num_prompts])
+    return out
+
+
+def mixed_precision() -> str:
+    dtype = autocast_dtype()
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
+
+
+class PPOTrainer:
+    """Owns the models, optimizer and loop; ``train()`` runs (or resumes) to the configured episodes."""
+
+    def __init__(self, cfg: PPOConfig, policy: PreTrainedModel, ref_policy: PreTrainedModel | None,
+                 reward_model: RewardModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                 work_dir: str | Path, critic: PreTrainedModel | None = None):
+        """``ref_policy=None`` means ``policy`` is a LoRA model whose disabled adapter is the reference."""
+        from accelerate import PartialState
+
+        self.cfg = cfg
+        self.sizes = PPOSizes.from_config(cfg, PartialState().num_processes)
+        self.accelerator = Accelerator(gradient_accumulation_steps=self.sizes.grad_accum,
+                                       mixed_precision=mixed_precision())
+        set_seed(cfg.seed, device_specific=True)  # seed + rank: every process samples differently
+        device = self.accelerator.device
+        self.tokenizer, self.prompts, self.work_dir = tokenizer, prompts, Path(work_dir)
+        self.stop_token_id = tokenizer.eos_token_id if cfg.stop_token == "eos" else None
+        if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+            raise ConfigError("the tokenizer needs a pad token distinct from EOS (load it with rlhf.models.load_tokenizer)")
+
+        model = PolicyAndValue(policy, critic)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        # Stepped once per PPO step, by us: accelerate's wrapper would step it once per process.
+        self.scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.warmup_steps,
+                                       num_training_steps=self.sizes.num_steps)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.ref_policy = ref_policy.to(device).eval().requires_grad_(False) if ref_policy is not None else None
+        self.reward_model = reward_model
+        self.reward_model.model.to(device)
+        self.kl_ctl = (core.AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
+                       else core.FixedKLController(cfg.kl_coef))
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------------
+    # Collectives: statistics over all processes.
+
+    def _sum(self, x: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(x.detach().clone(), reduction="sum")
+
+    def _mean(self, x: torch.Tensor) -> float:
+        """Mean over all processes of a per-process scalar or vector (all processes hold equal shares)."""
+        return (self._sum(x.float().mean()) / self.accelerator.num_processes).item()
+
+    def _masked_stats(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global masked mean and unbiased variance, so whitening does not depend on the split."""
+        n = self._sum(mask.sum())
+        mean = self._sum(core.masked_sum(x, mask)) / n
+        var = self._sum(core.masked_sum((x - mean) ** 2, mask)) / (n - 1).clamp(min=1)
+        return mean, var
+
+    # ------------------------------------------------------------------------------------------
+    # 1-2. Rollout and scoring.
+
+    def _forward(self, model: torch.nn.Module, query_responses, attention_mask, context_length):
+        with self.accelerator.autocast():
+            logits, values = model(query_responses, attention_mask)
+        logprobs, entropy = logprobs_from_logits(logits, query_responses[:, context_length:], context_length,
+                                                 self.cfg.temperature)
+        return logprobs, entropy, values[:, context_length - 1 : -1]
+
+    def _ref_logprobs(self, unwrapped: PolicyAndValue, query_responses, attention_mask, context_length):
+        def ref_forward(model):
+            with self.accelerator.autocast():
+                return response_logprobs(model, query_responses, attention_mask, context_length, self.cfg.temperature)
+
+        if self.ref_policy is not None:
+            return ref_forward(self.ref_policy)
+        with unwrapped.policy.disable_adapter():  # LoRA: the base model is the reference
+            return ref_forward(unwrapped.policy)
+
+    @torch.no_grad()
+    def rollout(self, step: int) -> tuple[Rollout, dict[str, float], list[dict[str, Any]], dict[str, float]]:
+        cfg, sizes, acc = self.cfg, self.sizes, self.accelerator
+        timings = {}
+        start = time.perf_counter()
+        unwrapped: PolicyAndValue = acc.unwrap_model(self.model)
+        unwrapped.eval()
+        indices = prompt_indices(step, cfg.rollout_batch_size, len(self.prompts), cfg.seed)
+        rank = acc.process_index
+        prompts = [self.prompts[i] for i in indices[rank * sizes.local_rollout_batch : (rank + 1) * sizes.local_rollout_batch]]
+        enc = encode_prompts(self.tokenizer, prompts, acc.device)  # one padding width for the whole batch
+        context_length = enc["input_ids"].shape[1]
+        pad_id = self.tokenizer.pad_token_id
+
+        chunks = []
+        for lo in range(0, len(prompts), cfg.forward_batch_size):
+            q_ids, q_mask = enc["input_ids"][lo : lo + cfg.forward_batch_size], enc["attention_mask"][lo : lo + cfg.forward_batch_size]
+            with acc.autocast():
+                raw = generate(unwrapped.policy, q_ids, q_mask, cfg.response_length, cfg.temperature, cfg.do_sample,
+                               self.stop_token_id, pad_id)
+            chunks.append((q_ids, q_mask, *truncate_after_stop(raw, self.stop_token_id, pad_id)))
+        timings["time/rollout"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("qr", "am", "resp", "mask", "lp", "ent", "val", "ref", "score")}
+        texts = []
+        for q_ids, q_mask, responses, mask in chunks:
+            query_responses = torch.cat([q_ids, responses], 1)
+            attention_mask = torch.cat([q_mask, mask], 1)
+            logprobs, entropy, values = self._forward(unwrapped, query_responses, attention_mask, context_length)
+            ref_logprobs = self._ref_logprobs(unwrapped, query_responses, attention_mask, context_length)
+            responses_text = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
+            chunk_prompts = prompts[len(texts) : len(texts) + len(responses_text)]
+            texts.extend(responses_text)
+            scores = self.reward_model.score([join(p, r) for p, r in zip(chunk_prompts, responses_text)]).to(acc.device)
+            for key, value in zip(parts, (query_responses, attention_mask, responses, mask, logprobs, entropy, values,
+                                          ref_logprobs, scores)):
+                parts[key].append(value)
+        qr, am, responses, mask, logprobs, entropy, values, ref_logprobs, scores = (torch.cat(v) for v in parts.values())
+        mask = mask.float()
+        has_eos = (responses == self.tokenizer.eos_token_id).any(1)
+        if cfg.missing_eos_penalty is not None:
+            scores = scores - cfg.missing_eos_penalty * (~has_eos).float()
+        self._check_finite(self._sum(scores.sum()), "reward-model score", step)
+
+        rewards, non_score_reward, kl = core.per_token_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value,
+                                                               cfg.kl_estimator)
+        if cfg.whiten_rewards:
+            rewards = core.whiten(rewards, mask, shift_mean=False, stats=self._masked_stats(rewards, mask))
+        advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        advantages = core.whiten(advantages, mask, stats=self._masked_stats(advantages, mask))
+        timings["time/score"] = time.perf_counter() - start
+
+        seq_kl = kl.sum(1)
+        stats = {
+            "objective/kl": self._mean(seq_kl),
+            "objective/entropy": self._mean((-logprobs * mask).sum(1)),
+            "objective/non_score_reward": self._mean(non_score_reward.sum(1)),
+            "objective/rlhf_reward": self._mean(scores + non_score_reward.sum(1)),
+            "objective/scores": self._mean(scores),
+            "objective/gold_reward": self._mean(torch.tensor(gold_reward(join(p, r) for p, r in zip(prompts, texts)), device=acc.device)),
+            "objective/kl_coef": self.kl_ctl.value,
+            "val/num_eos_tokens": self._sum(has_eos.sum()).item(),
+            "val/response_length": self._mean(mask.sum(1)),
+        }
+        rows = [{"prompt": p, "response": r, "score": round(s, 4)}
+                for p, r, s in zip(prompts, texts, scores.tolist())][: cfg.num_sample_rows]
+        batch = Rollout(qr, am, responses, mask, logprobs, values, advantages, returns, context_length)
+        return batch, stats, rows, timings
+
+    # ------------------------------------------------------------------------------------------
+    # 3. PPO update.
+
+    def update(self, batch: Rollout, step: int) -> dict[str, float]:
+        cfg, sizes, acc = self.cfg, self.sizes, self.accelerator
+        self.model.train()  # dropout is off (p = 0) in every model; train() only matters for custom modules
+        ctx = batch.context_length
+        records: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg", "vf", "pg_clip", "vf_clip", "approxkl", "entropy", "ratio")}
+        for epoch in range(cfg.num_ppo_epochs):
+            # Seeded by step and epoch, not the RNG stream: the shuffle is the same after a resume.
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1_009 + epoch)
+            order = torch.randperm(sizes.local_rollout_batch, generator=generator).to(acc.device)
+            epoch_approxkl = []
+            for mb_start in range(0, sizes.local_rollout_batch, sizes.local_mini_batch):
+                for micro_start in range(mb_start, mb_start + sizes.local_mini_batch, cfg.micro_batch_size):
+                    mb = batch[order[micro_start : micro_start + cfg.micro_batch_size]]
+                    with acc.accumulate(self.model):
+                        logprobs, entropy, values = self._forward(self.model, mb.query_responses, mb.attention_mask, ctx)
+                        pg = core.policy_loss(logprobs, mb.logprobs, mb.advantages, mb.mask, cfg.cliprange)
+                        vf = core.value_loss(values, mb.values, mb.returns, mb.mask, cfg.cliprange_value)
+                        loss = pg.loss + cfg.vf_coef * vf.loss
+                        acc.backward(loss)
+                        if acc.sync_gradients:
+                            grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                            # Gradients are already averaged over processes: every rank sees the same norm.
+                            self._check_finite(torch.as_tensor(grad_norm), "loss/gradient", step, collective=False)
+                        self.optimizer.step()
+                        self.optimizer.zero_grad()
+                    for key, value in zip(records, (pg.loss, vf.loss, pg.clipfrac, vf.clipfrac, pg.approxkl,
+                                                     core.masked_mean(entropy, mb.mask), pg.ratio)):
+                        records[key].append(value.detach().float())
+                    epoch_approxkl.append(pg.approxkl.detach())
+            if cfg.target_kl is not None and self._mean(torch.stack(epoch_approxkl)) > cfg.target_kl:
+                break  # CleanRL's early stop, decided on the all-process mean so every rank stops together
+        ratios = torch.stack(records["ratio"])
+        return {
+            "policy/approxkl_avg": self._mean(torch.stack(records["approxkl"])),
+            "policy/clipfrac_avg": self._mean(torch.stack(records["pg_clip"])),
+            "loss/policy_avg": self._mean(torch.stack(records["pg"])),
+            "loss/value_avg": self._mean(torch.stack(records["vf"])),
+            "val/clipfrac_avg": self._mean(torch.stack(records["vf_clip"])),
+            "policy/entropy_avg": self._mean(torch.stack(records["entropy"])),
+            "val/ratio": self._mean(ratios),
+            "val/ratio_var": self._mean(ratios.var(unbiased=False) if len(ratios) > 1 else torch.zeros(())),
+            "policy/epochs": epoch + 1,
+        }
+
+    def _check_finite(self, value: torch.Tensor, what: str, step: int, collective: bool = True) -> None:
+        """Stop on NaN/inf (``value`` must already agree across processes so all ranks stop together)."""
+        if torch.isfinite(value).all():
+            return
+        from rlhf.ppo.checkpoint import checkpoint_step
+
+        last = checkpoint_step(self.work_dir)
+        where = (f"the last good checkpoint (step {last}) is kept in {self.work_dir}; resume from it with resume=true"
+                 if last is not None else "there is no checkpoint yet")
+        raise PPODivergedError(
+            f"non-finite {what} at PPO step {step}: training stopped; {where} after lowering ppo.learning_rate "
+            "or raising ppo.kl_coef (or check the reward model)"
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Checkpoints.
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.accelerator.unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "kl_ctl": self.kl_ctl.state_dict(),
+            "config": {k: v for k, v in vars(self.cfg).items() if k not in BOOKKEEPING},
+        }
+
+    def save(self) -> None:
+        save_checkpoint(self.work_dir, self._state(), self.accelerator)
+
+    def resume(self) -> bool:
+        """Load the last checkpoint (model, optimizer, scheduler, KL controller, RNG); False if none."""
+        loaded = load_checkpoint(self.work_dir, self.accelerator.process_index, self.accelerator.num_processes)
+        if loaded is None:
+            return False
+        state, rng = loaded
+        ours = {k: v for k, v in vars(self.cfg).items() if k not in BOOKKEEPING}
+        changed = sorted(k for k in ours if state["config"].get(k) != ours[k])
+        if changed:
+            raise ConfigError(
+                f"checkpoint in {self.work_dir} was made with different ppo options ({', '.join('ppo.' + k for k in changed)}); "
+                "restore them to resume, or set resume=false to start over"
+            )
+        self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.step = state["step"]
+        set_rng_state(rng)
+        return True
+
+    # ------------------------------------------------------------------------------------------
+    # The loop.
+
+    def train(self, resume: bool = False, on_step_end: Callable[[int, "PPOTrainer"], None] | None = None) -> list[dict]:
+        """Run PPO steps until ``total_episodes``; ``on_step_end(step, trainer)`` runs after each
+        step's checkpoint (tests use it to simulate a kill). Returns the metric history."""
+        cfg, sizes, acc = self.cfg, self.sizes, self.accelerator
+        if resume and self.resume():
+            acc.print(f"[ppo] resumed from the checkpoint at step {self.step}")
+        tracker = Tracker(self.work_dir, cfg.report_to, vars(cfg), sizes.num_steps, self.step, acc.is_main_process)
+        started, first_step = time.perf_counter(), self.step
+        try:
+            while self.step < sizes.num_steps:
+                step = self.step + 1
+                batch, stats, rows, timings = self.rollout(step)
+                start = time.perf_counter()
+                stats.update(self.update(batch, step))
+                timings["time/train"] = time.perf_counter() - start
+                self.kl_ctl.update(stats["objective/kl"], cfg.rollout_batch_size)
+                self.scheduler.step()
+                self.step = step
+                stats.update(timings, lr=self.scheduler.get_last_lr()[0], episode=step * cfg.rollout_batch_size,
+                             eps=(step - first_step) * cfg.rollout_batch_size / (time.perf_counter() - started))
+                self.history.append({"step": step, **stats})
+                if step % cfg.log_every == 0 or step == sizes.num_steps:
+                    tracker.log(step, stats)
+                if cfg.sample_table_every and step % cfg.sample_table_every == 0:
+                    tracker.samples(step, rows)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    self.save()
+                tracker.advance()
+                if on_step_end is not None:
+                    on_step_end(step, self)
+        finally:
+            tracker.close()
+        return self.history
+
+    def policy(self) -> PreTrainedModel:
+        return self.accelerator.unwrap_model(self.model).policy
