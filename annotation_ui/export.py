@@ -34,6 +34,7 @@ from annotation_ui.storage import Item, Label, LabelStore, items_from_candidates
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
 from rlhf.config import ConfigError, option
 from rlhf.sampling import join
+from rlhf.tasks.gold import gold_reward
 
 KIND = "preferences"
 PAIRINGS = ("best_vs_worst", "all_pairs")
@@ -226,10 +227,15 @@ def build_export(
                      "prompt_id": item.item_id, "annotators": p.annotators, "agreement": p.agreement})
     data = split_by_prompt(rows, test_fraction, seed)
     stats = agreement(labels)
+    # How often the labels side with the task's gold reward (the simulated annotators' ground truth).
+    chosen_gold = gold_reward(join(r["prompt"], r["chosen"]) for r in rows)
+    rejected_gold = gold_reward(join(r["prompt"], r["rejected"]) for r in rows)
     metrics = {
         "pairs/train": len(data["train"]), "pairs/test": len(data["test"]), "pairs/total": len(rows),
         **counts,
         "pairs/agreement_mean": sum(r["agreement"] for r in rows) / len(rows),
+        "gold/chosen_better": sum(c > r for c, r in zip(chosen_gold, rejected_gold)) / len(rows),
+        "gold/margin_mean": sum(c - r for c, r in zip(chosen_gold, rejected_gold)) / len(rows),
         "labels/total": len(labels),
         "labels/usable": len(usable(labels)),
         "labels/skipped": sum(lab.skipped for lab in labels),
@@ -254,13 +260,13 @@ def export_preferences(
 def write_preferences(
     output_dir: str | Path, config: Any, candidates: Artifact, items: list[Item], store: LabelStore,
     pairing: str, aggregation: str, test_fraction: float, seed: int,
-    include: Callable[[str], bool] | None = None,
+    include: Callable[[str], bool] | None = None, extra_metrics: dict[str, Any] | None = None,
 ) -> Artifact:
     """Export and write the "preferences" artifact (data/ via save_to_disk, metrics in the manifest)."""
     data, metrics = build_export(store, items, pairing, aggregation, test_fraction, seed, include)
     with write_artifact(output_dir, KIND, config, {"candidates": candidates}) as out:
         data.save_to_disk(str(out.path / "data"))
-        out.metrics.update(metrics)
+        out.metrics.update({**metrics, **(extra_metrics or {})})
         out.extra["label_db"] = {"path": str(store.db_path), **db_state(store)}
     return open_artifact(output_dir, KIND)
 

@@ -1,0 +1,90 @@
+"""Preference pairs from ranked candidates: simulated annotators, or what people have labelled so far.
+
+``annotators: simulated`` ranks every candidates item with AlpacaFarm-style simulated annotators
+(gold reward + noise, see annotation_ui/simulate.py) into the label DB, so ``pipelines.run`` needs
+no human. ``annotators: human`` exports the labels people made in the annotation app
+(``python -m annotation_ui``), leaving simulated labels out. Both export with
+annotation_ui/export.py (pairing + aggregation policies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from annotation_ui.export import candidate_items, open_label_db, select_labels, write_preferences
+from annotation_ui.simulate import SimulatorConfig, is_simulated, simulate
+from annotation_ui.storage import LabelStore
+from rlhf.artifacts import Artifact, open_artifact
+from rlhf.config import ConfigError, option
+
+KIND = "preferences"
+ANNOTATORS = ("simulated", "human")
+
+
+@dataclass
+class Config:
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
+    output_dir: str = option("${run_dir}/preferences", "where the preferences artifact is written")
+    candidates: str = option("${run_dir}/candidates", "candidates artifact whose items are ranked")
+    db: str = option("${run_dir}/labels.sqlite", "SQLite label DB (the annotation app's --db)")
+    annotators: str = option(
+        "simulated", "'simulated': simulated annotators label every item now; 'human': export the labels "
+        "people made in the annotation app (simulated labels left out)")
+    simulator: SimulatorConfig = option(SimulatorConfig(), "simulated annotators (annotators=simulated only)")
+    pairing: str = option("best_vs_worst", "rankings -> pairs: best_vs_worst (one per ranking) | all_pairs (K choose 2)")
+    aggregation: str = option("majority", "overlapping annotators: majority (one direction per pair) | keep_all")
+    test_fraction: float = option(0.1, "fraction of prompts held out as the test split")
+    seed: int = option(0, "seed of the train/test split")
+
+
+def inputs(config: Config) -> dict[str, tuple[str, str]]:
+    return {"candidates": (config.candidates, "candidates")}
+
+
+def fresh_simulation_db(path: Path) -> LabelStore:
+    """Simulated labels are a function of the config, so every run starts from an empty DB.
+
+    A DB holding labels people made is never removed: that needs another ``db`` path.
+    """
+    if path.exists():
+        humans = sorted({lab.annotator for lab in open_label_db(path).labels() if not is_simulated(lab.annotator)})
+        if humans:
+            raise ConfigError(
+                f"{path} holds labels by people ({', '.join(humans[:5])}); annotators=simulated starts from an "
+                f"empty DB. Export theirs with annotators=human, or set db= to another path for simulated labels."
+            )
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return LabelStore(path)
+
+
+def human_label_db(config: Config) -> LabelStore:
+    hint = (f"run `python -m annotation_ui --candidates {config.candidates} --db {config.db}` and rank some "
+            "items first (or set annotators=simulated)")
+    if not Path(config.db).exists():
+        raise ConfigError(f"no label DB at {config.db}: nobody has labelled anything yet. To label, {hint}")
+    store = open_label_db(config.db)
+    if not select_labels(store, include=lambda a: not is_simulated(a)):
+        raise ConfigError(f"no human labels in {config.db} yet: to label, {hint}")
+    return store
+
+
+def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
+    if config.annotators not in ANNOTATORS:
+        raise ConfigError(f"bad value for 'annotators': {config.annotators!r}; choose one of {', '.join(ANNOTATORS)}")
+    candidates, items = candidate_items(inputs["candidates"].path)
+    if config.annotators == "simulated":
+        config.simulator.validate()
+        store = fresh_simulation_db(Path(config.db))
+        store.add_items(items)
+        sim_metrics = simulate(store, config.simulator)
+        include = is_simulated
+    else:
+        store = human_label_db(config)
+        sim_metrics = {}
+        include = lambda annotator: not is_simulated(annotator)  # noqa: E731
+    write_preferences(config.output_dir, config, candidates, items, store, config.pairing, config.aggregation,
+                      config.test_fraction, config.seed, include=include, extra_metrics=sim_metrics)
+    store.close()
+    return open_artifact(config.output_dir, KIND)

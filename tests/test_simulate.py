@@ -1,0 +1,158 @@
+"""Simulated annotators and the preferences stage (simulated and human label sources)."""
+
+import pytest
+from datasets import load_from_disk
+
+from annotation_ui.agreement import agreement
+from annotation_ui.simulate import SimulatorConfig, item_gold, noisy_ranks, simulate
+from annotation_ui.storage import Item, LabelStore
+from rlhf.artifacts import open_artifact
+from rlhf.config import ConfigError, load_config
+from rlhf.sampling import join
+from rlhf.stage import run_stage
+from rlhf.stages import generate, preferences
+from rlhf.tasks.gold import gold_reward
+
+WORDS = ["wonderful", "terrible", "okay", "great", "awful", "boring", "superb", "fine", "bad", "lovely"]
+
+
+def _items(n=24, k=4):
+    """Items whose candidates have clearly different gold rewards (one sentiment word each)."""
+    return [Item(f"i{i}", f"Review {i}:", [f"i{i}c{c}" for c in range(k)],
+                 [f" it was {WORDS[(i + 3 * c) % len(WORDS)]}." for c in range(k)]) for i in range(n)]
+
+
+def _dense_ranks(gold):
+    order = sorted(set(gold), reverse=True)
+    return [order.index(g) + 1 for g in gold]
+
+
+def _store(tmp_path, name="sim.sqlite", items=None):
+    store = LabelStore(tmp_path / name)
+    store.add_items(items or _items())
+    return store
+
+
+def test_noise_free_annotators_rank_by_gold_reward(tmp_path):
+    store = _store(tmp_path)
+    counts = simulate(store, SimulatorConfig(num_annotators=3, overlap=2, temperature=0.0, tie_margin=0.0))
+    labels = store.labels()
+    assert counts["sim/labels"] == len(labels) == 24 * 2
+    for lab in labels:
+        item = store.item(lab.item_id)
+        assert [lab.ranks[c] for c in item.candidate_ids] == _dense_ranks(item_gold(item))
+
+
+def test_labels_go_through_the_store_with_overlap(tmp_path):
+    store = _store(tmp_path)
+    simulate(store, SimulatorConfig(num_annotators=3, overlap=2))
+    by_item = {}
+    for lab in store.labels(latest_only=False):
+        by_item.setdefault(lab.item_id, []).append(lab.annotator)
+        assert lab.supersedes is None and lab.meta["simulated"] is True
+    assert len(by_item) == 24
+    assert all(len(a) == len(set(a)) == 2 for a in by_item.values())  # 2 distinct annotators, no revisions
+    assert {a for anns in by_item.values() for a in anns} == {"sim-0", "sim-1", "sim-2"}
+    assert store.progress("sim-0", 2)["done_items"] == 24
+    # Running again finds nothing left to label.
+    assert simulate(store, SimulatorConfig(num_annotators=3, overlap=2))["sim/labels"] == 0
+
+
+def test_noise_and_flips_lower_agreement(tmp_path):
+    cfg = dict(num_annotators=3, overlap=3, tie_margin=0.0)
+    exact = _store(tmp_path, "exact.sqlite")
+    simulate(exact, SimulatorConfig(temperature=0.0, **cfg))
+    noisy = _store(tmp_path, "noisy.sqlite")
+    counts = simulate(noisy, SimulatorConfig(temperature=0.5, flip_rate=0.3, **cfg))
+    a_exact, a_noisy = agreement(exact.labels()), agreement(noisy.labels())
+    assert a_exact.pairwise_rate == 1.0 and a_exact.kendall_tau == pytest.approx(1.0)
+    assert a_noisy.pairwise_rate < 0.8 and a_noisy.kendall_tau < 0.6
+    assert a_noisy.krippendorff_alpha < a_exact.krippendorff_alpha
+    assert 0 < counts["sim/flipped"] < counts["sim/labels"]
+
+
+def test_flips_reverse_and_close_rewards_tie():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    assert noisy_ranks([0.9, -0.5, 0.1], 0.0, 0.0, 0.0, rng) == ([1, 3, 2], False)
+    assert noisy_ranks([0.9, -0.5, 0.1], 0.0, 1.0, 0.0, rng) == ([3, 1, 2], True)
+    # 0.50 and 0.45 are within the margin of the group's best; -0.2 starts a new group.
+    assert noisy_ranks([0.45, 0.5, -0.2], 0.0, 0.0, 0.1, rng) == ([1, 1, 2], False)
+    # Same seed, same labels.
+    a = noisy_ranks([0.3, 0.2, 0.1, 0.0], 0.5, 0.2, 0.0, np.random.default_rng(3))
+    assert a == noisy_ranks([0.3, 0.2, 0.1, 0.0], 0.5, 0.2, 0.0, np.random.default_rng(3))
+
+
+@pytest.fixture(scope="module")
+def tiny_candidates(sft_artifact, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("prefs_run")
+    cfg = load_config(generate.Config, "configs/tiny/generate.yaml", [
+        f"run_dir={run_dir}", f"policy={sft_artifact.path}", "data.num_examples=600", "num_prompts=24",
+        "num_candidates=4", "sampling.max_new_tokens=24",
+    ])
+    return run_dir, run_stage(generate, cfg, log=lambda _: None)
+
+
+def _prefs_config(run_dir, *extra):
+    return load_config(preferences.Config, "configs/tiny/preferences.yaml", [f"run_dir={run_dir}", *extra])
+
+
+@pytest.mark.slow
+def test_preferences_stage_end_to_end_prefers_higher_gold_reward(tiny_candidates):
+    run_dir, candidates = tiny_candidates
+    art = run_stage(preferences, _prefs_config(run_dir, "simulator.temperature=0.05"), log=lambda _: None)
+    assert art.manifest["inputs"]["candidates"]["fingerprint"] == candidates.fingerprint
+    data = load_from_disk(str(art.path / "data"))
+    rows = [r for split in ("train", "test") for r in data[split]]
+    assert len(data["train"]) > 0 and len(data["test"]) > 0
+    assert all(a.startswith("sim-") for r in rows for a in r["annotators"])
+    chosen = gold_reward(join(r["prompt"], r["chosen"]) for r in rows)
+    rejected = gold_reward(join(r["prompt"], r["rejected"]) for r in rows)
+    better = sum(c > r for c, r in zip(chosen, rejected)) / len(rows)
+    assert better >= 0.85, better
+    assert art.metrics["gold/chosen_better"] == pytest.approx(better)
+    assert art.metrics["agreement/overlapping_items"] > 0 and art.metrics["sim/labels"] == 24 * 2
+
+    # Re-running rebuilds the simulated DB from scratch: same config, same pairs.
+    again = run_stage(preferences, _prefs_config(run_dir, "simulator.temperature=0.05"), force=True,
+                      log=lambda _: None)
+    assert load_from_disk(str(again.path / "data"))["train"]["chosen"] == data["train"]["chosen"]
+
+
+def test_human_mode_exports_only_human_labels_and_guides_when_empty(tiny_candidates, tmp_path):
+    run_dir, candidates = tiny_candidates
+    db = tmp_path / "labels.sqlite"
+    human = _prefs_config(run_dir, f"db={db}", "annotators=human", f"output_dir={tmp_path}/prefs")
+    with pytest.raises(ConfigError, match="no label DB.*python -m annotation_ui --candidates"):
+        run_stage(preferences, human, log=lambda _: None)
+
+    # The simulated annotators label everything; still nothing by people.
+    run_stage(preferences, _prefs_config(run_dir, f"db={db}", f"output_dir={tmp_path}/sim"), log=lambda _: None)
+    with pytest.raises(ConfigError, match="no human labels in .*python -m annotation_ui"):
+        run_stage(preferences, human, log=lambda _: None)
+
+    store = LabelStore(db)
+    for item in store.items()[:3]:
+        gold = item_gold(item)
+        best, worst = gold.index(max(gold)), gold.index(min(gold))
+        store.submit("alice", item.item_id, {c: 1 if k == best else 3 if k == worst else 2
+                                             for k, c in enumerate(item.candidate_ids)})
+    art = run_stage(preferences, human, log=lambda _: None)
+    data = load_from_disk(str(art.path / "data"))
+    rows = [r for split in ("train", "test") for r in data[split]]
+    assert {a for r in rows for a in r["annotators"]} == {"alice"}
+    assert art.metrics["labels/total"] == 3
+
+    # The simulated mode never wipes a DB with human labels in it.
+    with pytest.raises(ConfigError, match="holds labels by people \\(alice\\)"):
+        run_stage(preferences, _prefs_config(run_dir, f"db={db}", f"output_dir={tmp_path}/sim"), force=True,
+                  log=lambda _: None)
+
+
+def test_bad_simulator_settings_are_refused(tiny_candidates, tmp_path):
+    run_dir, _ = tiny_candidates
+    for override, message in [("simulator.flip_rate=1.5", "flip_rate"), ("simulator.overlap=0", "overlap"),
+                              ("annotators=robots", "annotators"), ("pairing=best", "unknown pairing")]:
+        with pytest.raises(ConfigError, match=message):
+            run_stage(preferences, _prefs_config(run_dir, f"db={tmp_path}/x.sqlite", override), log=lambda _: None)
