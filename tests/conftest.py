@@ -38,3 +38,15 @@ def sft_artifact(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("shared_run")
     return run_stage(sft, tiny_sft_config(run_dir), log=lambda _: None)
+
+
+# Simulated annotators: 3 per pair, each flipping the gold order with probability 0.1 (majority vote).
+PREFERENCE_FIXTURE = {"num_prompts": 192, "num_test_prompts": 64, "candidates_per_prompt": 4, "noise": 0.1}
+
+
+@pytest.fixture(scope="session")
+def preferences_artifact(sft_artifact, tmp_path_factory):
+    """A "preferences" artifact of sft_artifact's samples ordered by gold reward (see tests/preference_fixtures.py)."""
+    from preference_fixtures import make_preferences_artifact
+
+    return make_preferences_artifact(sft_artifact, tmp_path_factory.mktemp("prefs") / "preferences", **PREFERENCE_FIXTURE)

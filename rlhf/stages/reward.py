@@ -1,0 +1,223 @@
+"""Reward model: TRL RewardTrainer (Bradley-Terry loss) on the preference pairs, then calibration and normalization.
+
+The model is a sequence classifier with one output (num_labels=1) on top of the SFT policy or any
+causal-LM checkpoint. After training the stage measures held-out pairwise accuracy, a calibration
+table (sigmoid of the score margin vs observed accuracy), and the raw-score mean/std on the
+reference policy's samples of held-out prompts, written to normalization.json so that
+``rlhf.reward_model.RewardModel.score`` gives the reference policy mean 0 / std 1 (what PPO uses).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import load_from_disk
+from scipy.stats import spearmanr
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, set_seed
+from trl import RewardConfig, RewardTrainer
+
+from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history
+from rlhf.config import DataConfig, LoraConfig, option, trainer_args
+from rlhf.data import held_out_prompts
+from rlhf.hardware import precision_options
+from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
+from rlhf.reward_model import NORMALIZATION_FILE, SCORING_FILE, RewardModel
+from rlhf.sampling import SamplingConfig, join, sample
+from rlhf.tasks.gold import gold_reward
+
+KIND = "reward"
+POLICY_KINDS = ("sft", "ppo", "dpo")
+PAIR_COLUMNS = ["prompt", "chosen", "rejected"]  # TRL's explicit-prompt preference format
+
+
+@dataclass
+class Config:
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
+    output_dir: str = option("${run_dir}/reward", "where the reward model artifact is written")
+    seed: int = option(0, "seed for the score head init, shuffling and sampling")
+    preferences: str = option("${run_dir}/preferences", "preferences artifact (train/test pairs)")
+    base: str = option(
+        "${run_dir}/sft",
+        "model the reward model starts from: a policy artifact (sft/ppo/dpo) or any causal-LM dir or hub name "
+        "(e.g. 'gpt2'); a score head (num_labels=1) replaces the LM head",
+    )
+    reference: str = option(
+        "${run_dir}/sft", "reference policy artifact whose samples define the score normalization (mean 0, std 1)"
+    )
+    lora: LoraConfig = option(LoraConfig(), "optional LoRA adapters (task SEQ_CLS; the score head is trained fully)")
+    data: DataConfig = option(DataConfig(), "task whose held-out prompts are used for normalization and gold correlation")
+    num_eval_prompts: int = option(128, "held-out prompts sampled from the reference policy")
+    samples_per_prompt: int = option(2, "reference samples per held-out prompt")
+    sampling: SamplingConfig = option(SamplingConfig(), "sampling of the reference policy's responses")
+    calibration_bins: int = option(5, "confidence bins of the calibration table (over [0.5, 1])")
+    train: dict[str, Any] = option(
+        {"learning_rate": 5e-4, "num_train_epochs": 3, "per_device_train_batch_size": 32, "max_length": 128,
+         "logging_steps": 5, "report_to": [], "lr_scheduler_type": "cosine", "warmup_steps": 5},
+        "options passed to trl.RewardConfig (any field of it or of transformers.TrainingArguments)",
+    )
+
+
+def _is_artifact_path(config: Config, path: str) -> bool:
+    """A base under run_dir or holding a manifest is an artifact (so a missing one says what to run)."""
+    p = Path(path)
+    return (p / "manifest.json").is_file() or p.is_relative_to(Path(config.run_dir)) and not p.is_dir()
+
+
+def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
+    needed = {"preferences": (config.preferences, "preferences"), "reference": (config.reference, POLICY_KINDS)}
+    if _is_artifact_path(config, config.base):
+        needed["base"] = (config.base, POLICY_KINDS)
+    return needed
+
+
+def work_dir(config: Config) -> Path:
+    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
+
+
+def load_base(path: str | Path, seed: int) -> PreTrainedModel:
+    """Sequence classifier (one score) from a causal-LM checkpoint; a LoRA policy is merged first."""
+    set_seed(seed)  # the new score head is randomly initialised
+    if not is_adapter(path):
+        return AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
+    return load_sequence_classifier(path, num_labels=1).merge_and_unload()
+
+
+def load_pairs(preferences: Artifact):
+    data = load_from_disk(str(preferences / "data"))
+    for split in ("train", "test"):
+        if split not in data:
+            raise ArtifactError(f"preferences artifact {preferences.path} has no '{split}' split; re-export it")
+        missing = set(PAIR_COLUMNS) - set(data[split].column_names)
+        if missing:
+            raise ArtifactError(
+                f"preferences artifact {preferences.path} lacks columns {sorted(missing)}; re-export it"
+            )
+    return data
+
+
+def calibration_table(margins: np.ndarray, bins: int) -> list[dict[str, float]]:
+    """Predicted P(model's pick is the annotators' pick) = sigmoid(|margin|), binned, vs observed accuracy.
+
+    Each pair is seen from the side the model prefers, so confidence runs from 0.5 to 1; a calibrated
+    model is right in about ``mean_confidence`` of the pairs in each bin.
+    """
+    confidence = 1 / (1 + np.exp(-np.abs(margins)))
+    correct = margins > 0
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    rows = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        in_bin = (confidence >= lo) & ((confidence < hi) if i < bins - 1 else (confidence <= hi))
+        if in_bin.any():
+            rows.append({"bin": f"{lo:.2f}-{hi:.2f}", "count": int(in_bin.sum()),
+                         "mean_confidence": float(confidence[in_bin].mean()),
+                         "accuracy": float(correct[in_bin].mean())})
+    return rows
+
+
+def expected_calibration_error(rows: list[dict[str, float]]) -> float:
+    total = sum(r["count"] for r in rows)
+    return sum(r["count"] * abs(r["mean_confidence"] - r["accuracy"]) for r in rows) / max(total, 1)
+
+
+def markdown_table(rows: list[dict[str, float]]) -> str:
+    lines = ["| confidence bin | pairs | mean predicted P | observed accuracy |", "|---|---|---|---|"]
+    lines += [f"| {r['bin']} | {r['count']} | {r['mean_confidence']:.3f} | {r['accuracy']:.3f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
+    pairs = load_pairs(inputs["preferences"])
+    base_path = inputs["base"].path if "base" in inputs else config.base
+    tokenizer = load_tokenizer(base_path)
+    model = load_base(base_path, config.seed)
+    fit_embeddings(model, tokenizer)
+
+    work = work_dir(config)
+    args = trainer_args(
+        RewardConfig, config.train, output_dir=str(work), seed=config.seed, save_strategy="no",
+        eval_strategy="epoch", per_device_eval_batch_size=64, **precision_options(model),
+    )
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=pairs["train"].select_columns(PAIR_COLUMNS),
+        eval_dataset=pairs["test"].select_columns(PAIR_COLUMNS), processing_class=tokenizer,
+        peft_config=peft_config(config.lora, task_type="SEQ_CLS"),
+    )
+    trainer.train()
+    final_eval = trainer.evaluate()
+
+    with write_artifact(config.output_dir, KIND, config, inputs) as out:
+        if trainer.accelerator.is_main_process:
+            save_model(trainer.model, tokenizer, out.path, merge=config.lora.merge)
+            write_log_history(out.path / LOG_HISTORY, trainer.state.log_history)
+            (out.path / SCORING_FILE).write_text(json.dumps({"max_length": args.max_length}))
+            # Score through the saved artifact, exactly as PPO and eval will.
+            rm = RewardModel.load(out.path, device=trainer.accelerator.device)
+            test = pairs["test"]
+            margins = (rm.raw_scores([join(p, c) for p, c in zip(test["prompt"], test["chosen"])])
+                       - rm.raw_scores([join(p, r) for p, r in zip(test["prompt"], test["rejected"])])).numpy()
+            table = calibration_table(margins, config.calibration_bins)
+            (out.path / "calibration.json").write_text(json.dumps(table, indent=2))
+            out.extra["calibration_table"] = markdown_table(table)
+
+            prompts, responses, raw = reference_scores(config, inputs["reference"], rm)
+            mean, std = float(raw.mean()), float(raw.std().clamp(min=1e-6))
+            (out.path / NORMALIZATION_FILE).write_text(json.dumps({"mean": mean, "std": std}))
+            gold = gold_reward(join(p, r) for p, r in zip(prompts, responses))
+            correlation = float(spearmanr(raw.numpy(), gold).statistic)
+            (out.path / "README.md").write_text(readme(config, final_eval, table, correlation, mean, std))
+            out.metrics.update({
+                "eval/rewards/accuracies": float((margins > 0).mean()),
+                "eval/rewards/margins": float(margins.mean()),
+                "eval/loss": final_eval["eval_loss"],
+                "eval/calibration_error": expected_calibration_error(table),
+                "eval/gold_correlation": correlation,
+                "reference/raw_score_mean": mean,
+                "reference/raw_score_std": std,
+                "train/loss": _last(trainer.state.log_history, "train_loss"),
+                "train/steps": trainer.state.global_step,
+                "train/pairs": len(pairs["train"]),
+                "eval/pairs": len(pairs["test"]),
+            })
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(work, ignore_errors=True)
+    return open_artifact(config.output_dir, KIND)
+
+
+def reference_scores(config: Config, reference: Artifact, rm: RewardModel):
+    """Raw scores of the reference policy's samples on held-out prompts (the normalization sample)."""
+    policy = load_causal_lm(reference.path).to(next(rm.model.parameters()).device)
+    prompts = held_out_prompts(config.data, config.num_eval_prompts)
+    samples = sample(policy, load_tokenizer(reference.path), prompts, config.sampling,
+                     num_samples=config.samples_per_prompt, seed=config.seed, progress=False)
+    prompts = [p for p, group in zip(prompts, samples) for _ in group]
+    responses = [r for group in samples for r in group]
+    del policy
+    return prompts, responses, rm.raw_scores([join(p, r) for p, r in zip(prompts, responses)])
+
+
+def _last(log_history: list[dict], key: str) -> float | None:
+    values = [entry[key] for entry in log_history if key in entry]
+    return values[-1] if values else None
+
+
+def readme(config: Config, final_eval: dict, table: list, correlation: float, mean: float, std: float) -> str:
+    return "\n".join([
+        "# Reward model",
+        "",
+        f"Base: `{config.base}`; preferences: `{config.preferences}`; LoRA: {config.lora.enabled}.",
+        "",
+        f"- held-out pairwise accuracy: {final_eval.get('eval_accuracy', float('nan')):.3f}",
+        f"- Spearman correlation with the gold reward on reference samples: {correlation:.3f}",
+        f"- normalization (raw score on reference samples): mean {mean:.4f}, std {std:.4f}",
+        "",
+        "## Calibration (held-out pairs)",
+        "",
+        markdown_table(table),
+        "",
+    ])
