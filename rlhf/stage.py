@@ -2,7 +2,8 @@
 
 A stage module defines ``KIND`` (the artifact kind it writes), ``Config`` (its dataclass, with an
 ``output_dir`` field), ``inputs(config) -> {name: (path, kind)}`` and
-``run(config, inputs) -> Artifact``. Stages meet only through artifacts.
+``run(config, inputs) -> Artifact``; optionally ``up_to_date(config, artifact) -> bool`` when its
+output also depends on something outside the artifacts. Stages meet only through artifacts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ def open_inputs(stage: ModuleType, config: Any) -> dict[str, Artifact]:
 def run_stage(stage: ModuleType, config: Any, force: bool = False, log: Callable[[str], None] = print) -> Artifact:
     inputs = open_inputs(stage, config)
     if not force and is_up_to_date(config.output_dir, stage.KIND, config, inputs):
-        log(f"[{stage.KIND}] up to date, skipped: {config.output_dir} (use --force to re-run)")
-        return open_artifact(config.output_dir, stage.KIND)
+        artifact = open_artifact(config.output_dir, stage.KIND)
+        # Optional hook for state outside the artifact store (e.g. a label DB that people keep adding to).
+        fresh = getattr(stage, "up_to_date", None)
+        if fresh is None or fresh(config, artifact):
+            log(f"[{stage.KIND}] up to date, skipped: {config.output_dir} (use --force to re-run)")
+            return artifact
     log(f"[{stage.KIND}] running -> {config.output_dir}")
     return stage.run(config, inputs)

@@ -120,8 +120,17 @@ def test_preferences_stage_end_to_end_prefers_higher_gold_reward(tiny_candidates
     assert load_from_disk(str(again.path / "data"))["train"]["chosen"] == data["train"]["chosen"]
 
 
-def test_human_mode_exports_only_human_labels_and_guides_when_empty(tiny_candidates, tmp_path):
-    run_dir, candidates = tiny_candidates
+@pytest.fixture
+def fixture_candidates(tmp_path):
+    """Hand-written candidates (no policy needed): enough for the label-source logic."""
+    from annotation_fixtures import make_candidates_artifact
+
+    make_candidates_artifact(tmp_path / "candidates", num_prompts=6)
+    return tmp_path, open_artifact(tmp_path / "candidates", "candidates")
+
+
+def test_human_mode_exports_only_human_labels_and_guides_when_empty(fixture_candidates, tmp_path):
+    run_dir, candidates = fixture_candidates
     db = tmp_path / "labels.sqlite"
     human = _prefs_config(run_dir, f"db={db}", "annotators=human", f"output_dir={tmp_path}/prefs")
     with pytest.raises(ConfigError, match="no label DB.*python -m annotation_ui --candidates"):
@@ -144,14 +153,22 @@ def test_human_mode_exports_only_human_labels_and_guides_when_empty(tiny_candida
     assert {a for r in rows for a in r["annotators"]} == {"alice"}
     assert art.metrics["labels/total"] == 3
 
+    # Unchanged DB: skipped as up to date; one more human label: exported again without --force.
+    logs = []
+    assert run_stage(preferences, human, log=logs.append).fingerprint == art.fingerprint
+    assert "up to date" in logs[0]
+    item = store.items()[3]
+    store.submit("bob", item.item_id, {c: k + 1 for k, c in enumerate(item.candidate_ids)})
+    assert run_stage(preferences, human, log=lambda _: None).metrics["labels/total"] == 4
+
     # The simulated mode never wipes a DB with human labels in it.
-    with pytest.raises(ConfigError, match="holds labels by people \\(alice\\)"):
+    with pytest.raises(ConfigError, match="holds labels by people \\(alice, bob\\)"):
         run_stage(preferences, _prefs_config(run_dir, f"db={db}", f"output_dir={tmp_path}/sim"), force=True,
                   log=lambda _: None)
 
 
-def test_bad_simulator_settings_are_refused(tiny_candidates, tmp_path):
-    run_dir, _ = tiny_candidates
+def test_bad_simulator_settings_are_refused(fixture_candidates, tmp_path):
+    run_dir, _ = fixture_candidates
     for override, message in [("simulator.flip_rate=1.5", "flip_rate"), ("simulator.overlap=0", "overlap"),
                               ("annotators=robots", "annotators"), ("pairing=best", "unknown pairing")]:
         with pytest.raises(ConfigError, match=message):

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotation_ui.export import candidate_items, open_label_db, select_labels, write_preferences
+from annotation_ui.export import candidate_items, db_state, open_label_db, select_labels, write_preferences
 from annotation_ui.simulate import SimulatorConfig, is_simulated, simulate
 from annotation_ui.storage import LabelStore
-from rlhf.artifacts import Artifact, open_artifact
+from rlhf.artifacts import Artifact, ArtifactError, open_artifact
 from rlhf.config import ConfigError, option
 
 KIND = "preferences"
@@ -40,6 +40,17 @@ class Config:
 
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
     return {"candidates": (config.candidates, "candidates")}
+
+
+def up_to_date(config: Config, artifact: Artifact) -> bool:
+    """Human labels keep arriving: the export is stale once the DB has rows it has not seen."""
+    if config.annotators != "human":
+        return True  # simulated labels are a function of the config and the candidates
+    try:
+        store = open_label_db(config.db)
+    except ArtifactError:
+        return False
+    return artifact.manifest.get("label_db") == {"path": str(store.db_path), **db_state(store)}
 
 
 def fresh_simulation_db(path: Path) -> LabelStore:
