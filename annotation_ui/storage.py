@@ -308,22 +308,26 @@ class LabelStore:
         now = time.time()
         with self._write() as con:
             con.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
+            # An item already leased to this annotator (and not yet labelled) comes back first.
             row = con.execute(
-                """
-                SELECT i.* FROM items i
-                WHERE NOT EXISTS (SELECT 1 FROM labels m WHERE m.item_id = i.item_id AND m.annotator = :a)
-                  AND (EXISTS (SELECT 1 FROM leases x WHERE x.item_id = i.item_id AND x.annotator = :a)
-                       OR (SELECT COUNT(*) FROM (
-                               SELECT annotator FROM labels l WHERE l.item_id = i.item_id AND l.skipped = 0
-                                   AND """ + _LATEST + """
-                               UNION
-                               SELECT annotator FROM leases x WHERE x.item_id = i.item_id)) < :n)
-                ORDER BY EXISTS (SELECT 1 FROM leases x WHERE x.item_id = i.item_id AND x.annotator = :a) DESC,
-                         i.seq
-                LIMIT 1
-                """,
-                {"a": annotator, "n": overlap},
+                """SELECT i.* FROM leases x JOIN items i ON i.item_id = x.item_id
+                   WHERE x.annotator = :a
+                     AND NOT EXISTS (SELECT 1 FROM labels m WHERE m.item_id = i.item_id AND m.annotator = :a)
+                   ORDER BY i.seq LIMIT 1""",
+                {"a": annotator},
             ).fetchone()
+            if row is None:  # first eligible item in import order (the scan stops at the first hit)
+                row = con.execute(
+                    """SELECT i.* FROM items i
+                       WHERE NOT EXISTS (SELECT 1 FROM labels m WHERE m.item_id = i.item_id AND m.annotator = :a)
+                         AND (SELECT COUNT(*) FROM (
+                                 SELECT annotator FROM labels l WHERE l.item_id = i.item_id AND l.skipped = 0
+                                     AND """ + _LATEST + """
+                                 UNION
+                                 SELECT annotator FROM leases x WHERE x.item_id = i.item_id)) < :n
+                       ORDER BY i.seq LIMIT 1""",
+                    {"a": annotator, "n": overlap},
+                ).fetchone()
             if row is None:
                 return None
             con.execute(
