@@ -277,9 +277,12 @@ class LabelStore:
         return [self._label(r) for r in rows]
 
     def history(self, annotator: str) -> list[Label]:
-        """This annotator's current labels, oldest first (what "back" walks through)."""
+        """This annotator's current labels in the order the items were first labelled (what "back"
+        walks through; revising an item does not move it to the end)."""
         rows = self._con().execute(
-            f"SELECT * FROM labels l WHERE annotator = ? AND {_LATEST} ORDER BY label_id", (annotator,)
+            f"""SELECT l.* FROM labels l WHERE annotator = ? AND {_LATEST}
+                ORDER BY (SELECT MIN(f.label_id) FROM labels f WHERE f.annotator = l.annotator
+                          AND f.item_id = l.item_id)""", (annotator,)
         )
         return [self._label(r) for r in rows]
 

@@ -165,6 +165,8 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
         _wait(lambda: "All done" in driver.find_element(page.By.ID, "status").text, what="all-done message")
         assert driver.execute_script("return typeof window.__xss") == "undefined"
         assert {lab.annotator for lab in store.labels(latest_only=False)} == {"alice"}
+        tabs = [e.text for e in driver.find_elements(page.By.CSS_SELECTOR, "button[role=tab]")]
+        assert "Admin" in tabs  # alice is an admin
     finally:
         driver.quit()
 
@@ -208,3 +210,42 @@ if __name__ == "__main__":
         make_screenshots(Path(sys.argv[2]))
     else:
         print("usage: python tests/test_annotation_browser.py --screenshots docs")
+
+
+def test_handlers_back_and_revise_walk_without_browser(tmp_path):
+    """The plain handlers (no Gradio server): back twice, revise, and move forward in order."""
+    from types import SimpleNamespace
+
+    from annotation_ui import app as ui
+    from annotation_ui.storage import LabelStore
+    from annotation_ui.users import Users
+
+    make_candidates_artifact(tmp_path / "candidates", len(KS), KS)
+    from annotation_ui.__main__ import import_candidates
+
+    store = LabelStore(tmp_path / "l.sqlite")
+    import_candidates(store, str(tmp_path / "candidates"))
+    cfg = ui.AppConfig(overlap=1, users=Users({"alice": "pw"}))
+    req = SimpleNamespace(username="alice")
+    view = ui.on_load(store, cfg, ui.TaskState(), req)
+    for expected in ["p000", "p001", "p002"]:
+        assert view.state.item_id == expected
+        view = ui.submit_ranking(store, cfg, view.state, ["1", "2", "3"], False, "", req)
+    assert view.state.item_id == "p003" and len(view.candidates) == 2
+    view = ui.go_back(store, cfg, view.state, req)
+    view = ui.go_back(store, cfg, view.state, req)
+    assert view.state.item_id == "p001" and view.ranks == ["1", "2", "3"] and view.state.revising
+    view = ui.submit_ranking(store, cfg, view.state, ["3", "2", "1"], True, "second thoughts", req)
+    assert view.state.item_id == "p002" and "revision" in view.status  # forward through the history
+    view = ui.submit_ranking(store, cfg, view.state, ["1", "2", "3"], False, "", req)
+    assert view.state.item_id == "p003" and view.state.back_steps == 0  # back to fresh work
+    view = ui.submit_vote(store, cfg, view.state, "both_bad", False, "", req)
+    assert view.state.item_id is None and "All done" in view.status
+    revised = store.label_for("alice", "p001")
+    assert revised.flagged and revised.rationale == "second thoughts" and revised.supersedes
+    assert store.label_for("alice", "p003").meta["vote"] == "both_bad"
+    with pytest.raises(Exception, match="Not signed in"):
+        ui.on_load(store, cfg, ui.TaskState(), SimpleNamespace(username=None))
+    with pytest.raises(Exception, match="missing"):
+        v = ui.on_load(store, ui.AppConfig(overlap=2, users=cfg.users), ui.TaskState(), SimpleNamespace(username="bob"))
+        ui.submit_ranking(store, cfg, v.state, ["1", None, "2"], False, "", SimpleNamespace(username="bob"))

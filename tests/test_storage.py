@@ -42,6 +42,10 @@ def test_revision_appends_a_superseding_row(store):
         (second.label_id, {"i0c0": 2, "i0c1": 1, "i0c2": 1}),
     ]
     assert store.counts_by_annotator()[0]["revisions"] == 1
+    # history (what "back" walks) keeps first-labelled order when an older item is revised
+    store.submit("alice", "i1", {"i1c0": 1, "i1c1": 2, "i1c2": 3})
+    store.submit("alice", "i0", {"i0c0": 3, "i0c1": 2, "i0c2": 1})
+    assert [lab.item_id for lab in store.history("alice")] == ["i0", "i1"]
 
 
 def test_request_id_is_idempotent(store):
