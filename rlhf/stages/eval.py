@@ -100,18 +100,19 @@ def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
     return specs
 
 
-def _check_same_vocab(name: str, policy: Artifact, reference: Artifact, tokenizer, ref_tokenizer, model, ref_model) -> None:
+def _vocab_error(name: str, policy: Artifact, reference: Artifact, problem: str) -> ArtifactError:
+    return ArtifactError(
+        f"policy '{name}' ({policy.path}) does not share the reference's vocabulary ({reference.path}): {problem}. "
+        "Evaluate policies trained from the reference SFT model, or set reference= to the model this policy came from"
+    )
+
+
+def _check_tokenizer(name: str, policy: Artifact, reference: Artifact, ref_tokenizer) -> None:
     """Per-token KL compares distributions over one vocabulary: the policy must share the reference's."""
-    problem = None
+    tokenizer = load_tokenizer(policy.path)
     if tokenizer.get_vocab() != ref_tokenizer.get_vocab():
-        problem = f"tokenizer vocabularies differ ({len(tokenizer)} vs {len(ref_tokenizer)} tokens)"
-    elif model.config.vocab_size != ref_model.config.vocab_size:
-        problem = f"output vocab sizes differ ({model.config.vocab_size} vs {ref_model.config.vocab_size})"
-    if problem:
-        raise ArtifactError(
-            f"policy '{name}' ({policy.path}) does not share the reference's vocabulary ({reference.path}): {problem}. "
-            "Evaluate policies trained from the reference SFT model, or set reference= to the model this policy came from"
-        )
+        raise _vocab_error(name, policy, reference,
+                           f"tokenizer vocabularies differ ({len(tokenizer)} vs {len(ref_tokenizer)} tokens)")
 
 
 def _summary(samples: PolicySamples, gold: list[float], rm: list[float] | None, baseline_gold: list[float],
@@ -138,6 +139,9 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         raise ConfigError(f"the held-out split has {len(prompts)} prompts; at least 2 are needed (check data.*)")
     ref_art = inputs["reference"]
     tokenizer = load_tokenizer(ref_art.path)
+    policies = {name: inputs[f"policy/{name}"] for name in _policies(config)}
+    for name, art in policies.items():  # fail before any sampling
+        _check_tokenizer(name, art, ref_art, tokenizer)
     reference = load_causal_lm(ref_art.path).to(device).eval()
     reward_model = RewardModel.load(inputs["reward_model"].path, device) if "reward_model" in inputs else None
 
@@ -145,8 +149,11 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         texts = [join(p, r) for p, r in zip(prompts, responses)]
         return gold_reward(texts), reward_model.score(texts).tolist() if reward_model else None
 
-    # The baseline for win rates: the reference's own samples under the same seeds.
-    baseline = sample_with_kl(reference, reference, tokenizer, prompts, config.sampling, config.seed)
+    # The baseline for win rates: the reference's own samples under the same seeds (its KL to
+    # itself is computed like any policy's). Samples are cached by artifact fingerprint: an
+    # artifact with identical content (e.g. policies.sft = the reference) is sampled only once.
+    sampled = {ref_art.fingerprint: sample_with_kl(reference, reference, tokenizer, prompts, config.sampling, config.seed)}
+    baseline = sampled[ref_art.fingerprint]
     baseline_gold, _ = score(baseline.responses)
 
     metrics: dict = {
@@ -156,11 +163,15 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         "sampling": asdict(config.sampling), "policies": {},
     }
     rows, histories = [], {}
-    for name in _policies(config):
-        art = inputs[f"policy/{name}"]
-        policy = load_causal_lm(art.path).to(device).eval()
-        _check_same_vocab(name, art, ref_art, load_tokenizer(art.path), tokenizer, policy, reference)
-        samples = sample_with_kl(policy, reference, tokenizer, prompts, config.sampling, config.seed)
+    for name, art in policies.items():
+        if art.fingerprint not in sampled:
+            policy = load_causal_lm(art.path).to(device).eval()
+            if policy.config.vocab_size != reference.config.vocab_size:
+                raise _vocab_error(name, art, ref_art, f"output vocab sizes differ "
+                                   f"({policy.config.vocab_size} vs {reference.config.vocab_size})")
+            sampled[art.fingerprint] = sample_with_kl(policy, reference, tokenizer, prompts, config.sampling, config.seed)
+            del policy
+        samples = sampled[art.fingerprint]
         gold, rm = score(samples.responses)
         metrics["policies"][name] = {"path": str(art.path), "kind": art.kind, "fingerprint": art.fingerprint,
                                      **_summary(samples, gold, rm, baseline_gold, config)}
@@ -172,7 +183,6 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
                 "reference_response": baseline.responses[i], "reference_gold_reward": baseline_gold[i],
             })
         histories[name] = read_log_history(art.path / LOG_HISTORY)
-        del policy
 
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
         plots = {}
