@@ -185,18 +185,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         histories[name] = read_log_history(art.path / LOG_HISTORY)
 
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
-        plots = {}
-        points = {name: (Estimate(**m["kl"]), Estimate(**m["gold_reward"])) for name, m in metrics["policies"].items()}
-        frontier_plot(points, out.path / "frontier.png", config.confidence)
-        plots["Gold reward vs KL to the reference"] = "frontier.png"
-        drawn = training_curves_plot(histories, list(config.curve_metrics), out.path / "training_curves.png")
-        if drawn:
-            plots["Training curves"] = "training_curves.png"
-        missing = [n for n, h in histories.items() if not any(curve(h, m)[0] for m in drawn)]
-        (out.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        with open(out.path / "samples.jsonl", "w") as fh:
-            fh.writelines(json.dumps(row) + "\n" for row in rows)
-        (out.path / "report.md").write_text(render_report(metrics, rows, plots, missing, config.samples_in_report))
+        write_outputs(out.path, config, metrics, rows, histories)
         for name, m in metrics["policies"].items():
             for key in ("gold_reward", "rm_score", "kl", "kl_k1", "kl_k3", "response_length", "win_rate"):
                 if m[key] is not None:
@@ -205,3 +194,18 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     artifact = open_artifact(config.output_dir, KIND)
     print(f"[eval] report: {artifact.path / 'report.md'}")
     return artifact
+
+
+def write_outputs(path: Path, config: Config, metrics: dict, rows: list[dict], histories: dict[str, list[dict]]) -> None:
+    """metrics.json, samples.jsonl, the PNG plots and report.md (which links the plots) into ``path``."""
+    (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with open(path / "samples.jsonl", "w") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in rows)
+    points = {name: (Estimate(**m["kl"]), Estimate(**m["gold_reward"])) for name, m in metrics["policies"].items()}
+    frontier_plot(points, path / "frontier.png", config.confidence)
+    plots = {"Gold reward vs KL to the reference": "frontier.png"}
+    drawn = training_curves_plot(histories, list(config.curve_metrics), path / "training_curves.png")
+    if drawn:
+        plots["Training curves"] = "training_curves.png"
+    no_curves = [name for name, history in histories.items() if not any(curve(history, m)[0] for m in drawn)]
+    (path / "report.md").write_text(render_report(metrics, rows, plots, no_curves, config.samples_in_report))
