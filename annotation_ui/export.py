@@ -258,23 +258,26 @@ def export_preferences(
 
 
 def write_preferences(
-    output_dir: str | Path, config: Any, candidates: Artifact, items: list[Item], store: LabelStore,
-    pairing: str, aggregation: str, test_fraction: float, seed: int,
-    include: Callable[[str], bool] | None = None, extra_metrics: dict[str, Any] | None = None,
+    output_dir: str | Path, config: Any, candidates: Artifact, data: DatasetDict | None,
+    metrics: dict[str, Any], label_db: dict[str, Any],
 ) -> Artifact:
-    """Export and write the "preferences" artifact (data/ via save_to_disk, metrics in the manifest)."""
-    data, metrics = build_export(store, items, pairing, aggregation, test_fraction, seed, include)
+    """Write the "preferences" artifact: data/ via save_to_disk, metrics and the DB's state in the manifest.
+
+    Under several processes every rank calls this; ranks other than the main one pass ``data=None``.
+    """
     with write_artifact(output_dir, KIND, config, {"candidates": candidates}) as out:
-        data.save_to_disk(str(out.path / "data"))
-        out.metrics.update({**metrics, **(extra_metrics or {})})
-        out.extra["label_db"] = {"path": str(store.db_path), **db_state(store)}
+        if data is not None:
+            data.save_to_disk(str(out.path / "data"))
+            out.metrics.update(metrics)
+            out.extra["label_db"] = label_db
     return open_artifact(output_dir, KIND)
 
 
-def db_state(store: LabelStore) -> dict[str, int]:
-    """What changes when anyone labels: the row count and the newest label id (rows are append-only)."""
+def db_state(store: LabelStore) -> dict[str, Any]:
+    """The DB's path and what changes when anyone labels: row count and newest label id (append-only)."""
     rows = store.labels(latest_only=False)
-    return {"label_rows": len(rows), "last_label_id": max((r.label_id for r in rows), default=0)}
+    return {"path": str(store.db_path), "label_rows": len(rows),
+            "last_label_id": max((r.label_id for r in rows), default=0)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,8 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         candidates, items = candidate_items(args.candidates)
         store = open_label_db(args.db)
-        art = write_preferences(args.out, config, candidates, items, store, args.pairing, args.aggregation,
-                                args.test_fraction, args.seed)
+        data, metrics = build_export(store, items, args.pairing, args.aggregation, args.test_fraction, args.seed)
+        art = write_preferences(args.out, config, candidates, data, metrics, db_state(store))
     except (ConfigError, ArtifactError) as exc:
         fail(str(exc))
         return

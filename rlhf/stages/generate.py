@@ -74,7 +74,9 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     if config.num_candidates < 2:
         raise ConfigError(f"num_candidates must be >= 2 (annotators rank candidates), got {config.num_candidates}")
     prompts = select_prompts(config)
-    state = PartialState()
+    # cpu=True on CPU-only hosts: otherwise accelerate ignores torchrun's WORLD_SIZE and every rank
+    # would think it is alone (and all of them would sample every prompt).
+    state = PartialState(cpu=not torch.cuda.is_available())
     policy = inputs["policy"]
     model = load_causal_lm(policy.path).to(state.device)
     tokenizer = load_tokenizer(policy.path)

@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotation_ui.export import candidate_items, db_state, open_label_db, select_labels, write_preferences
+import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
+from datasets import DatasetDict
+
+from annotation_ui.export import (
+    build_export, candidate_items, db_state, open_label_db, select_labels, write_preferences,
+)
 from annotation_ui.simulate import SimulatorConfig, is_simulated, simulate
 from annotation_ui.storage import LabelStore
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact
@@ -50,7 +57,7 @@ def up_to_date(config: Config, artifact: Artifact) -> bool:
         store = open_label_db(config.db)
     except ArtifactError:
         return False
-    return artifact.manifest.get("label_db") == {"path": str(store.db_path), **db_state(store)}
+    return artifact.manifest.get("label_db") == db_state(store)
 
 
 def fresh_simulation_db(path: Path) -> LabelStore:
@@ -81,12 +88,9 @@ def human_label_db(config: Config) -> LabelStore:
     return store
 
 
-def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
-    if config.annotators not in ANNOTATORS:
-        raise ConfigError(f"bad value for 'annotators': {config.annotators!r}; choose one of {', '.join(ANNOTATORS)}")
-    candidates, items = candidate_items(inputs["candidates"].path)
+def label_and_export(config: Config, items: list) -> tuple[DatasetDict, dict, dict]:
+    """Fill the DB (simulated) or open it (human) and export: the data, its metrics, the DB's state."""
     if config.annotators == "simulated":
-        config.simulator.validate()
         store = fresh_simulation_db(Path(config.db))
         store.add_items(items)
         sim_metrics = simulate(store, config.simulator)
@@ -95,7 +99,30 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         store = human_label_db(config)
         sim_metrics = {}
         include = lambda annotator: not is_simulated(annotator)  # noqa: E731
-    write_preferences(config.output_dir, config, candidates, items, store, config.pairing, config.aggregation,
-                      config.test_fraction, config.seed, include=include, extra_metrics=sim_metrics)
+    data, metrics = build_export(store, items, config.pairing, config.aggregation, config.test_fraction,
+                                 config.seed, include=include)
+    state = db_state(store)
     store.close()
-    return open_artifact(config.output_dir, KIND)
+    return data, {**metrics, **sim_metrics}, state
+
+
+def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
+    if config.annotators not in ANNOTATORS:
+        raise ConfigError(f"bad value for 'annotators': {config.annotators!r}; choose one of {', '.join(ANNOTATORS)}")
+    config.simulator.validate()
+    candidates, items = candidate_items(inputs["candidates"].path)
+    # One process does the labelling (a single SQLite DB); under accelerate the others wait, and an
+    # error on the main process is raised on every rank instead of leaving them blocked.
+    state = PartialState(cpu=not torch.cuda.is_available())  # see rlhf/stages/generate.py
+    result, error = (None, None, None), None
+    if state.is_main_process:
+        try:
+            result = label_and_export(config, items)
+        except (ConfigError, ArtifactError) as exc:
+            error = exc
+    if state.num_processes > 1:
+        error = broadcast_object_list([error])[0]
+    if error is not None:
+        raise error
+    data, metrics, db = result
+    return write_preferences(config.output_dir, config, candidates, data, metrics, db)
