@@ -1,0 +1,114 @@
+"""PPO fine-tuning of the SFT policy against a reward model (our own trainer on torch + accelerate)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rlhf.artifacts import Artifact, open_artifact, write_artifact
+from rlhf.config import ConfigError, DataConfig, LoraConfig, option
+from rlhf.data import load_task
+from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model, set_dropout
+from rlhf.ppo.config import PPOConfig
+from rlhf.ppo.tracking import HISTORY_FILE, SAMPLES_FILE
+from rlhf.ppo.trainer import PPOTrainer
+from rlhf.reward_model import RewardModel
+from rlhf.sampling import SamplingConfig, join, sample
+from rlhf.tasks.gold import gold_reward
+
+KIND = "ppo"
+
+
+@dataclass
+class Config:
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
+    output_dir: str = option("${run_dir}/ppo", "where the PPO policy artifact is written")
+    policy: str = option("${run_dir}/sft", "the initial policy and KL reference (an sft artifact)")
+    reward_model: str = option("${run_dir}/reward", "the reward artifact scoring prompt + response")
+    data: DataConfig = option(DataConfig(), "prompts: the train split's prompts for rollouts, the test split's for eval")
+    lora: LoraConfig = option(LoraConfig(), "LoRA adapters; the reference is then the adapter-disabled base (one backbone)")
+    ppo: PPOConfig = option(PPOConfig(), "PPO hyperparameters")
+    resume: bool = option(True, "continue from the last checkpoint in ${run_dir}/.work/ppo after a kill")
+    eval_prompts: int = option(64, "held-out prompts sampled before and after training for eval/* metrics (0 = skip)")
+
+
+def inputs(config: Config) -> dict[str, tuple[str, str]]:
+    return {"policy": (config.policy, ("sft", "ppo", "dpo")), "reward_model": (config.reward_model, "reward")}
+
+
+def work_dir(config: Config) -> Path:
+    """Checkpoints and logs live here, outside the artifact, so a killed run can resume."""
+    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
+
+
+def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
+    cfg = config.ppo
+    if is_adapter(inputs["policy"].path):
+        raise ConfigError(f"policy {inputs['policy'].path} is a LoRA adapter artifact; PPO needs a merged policy "
+                          "(re-run its stage with lora.merge=true)")
+    tokenizer = load_tokenizer(inputs["policy"].path)
+    policy = load_causal_lm(inputs["policy"].path, is_trainable=True)
+    fit_embeddings(policy, tokenizer)
+    ref_policy = None
+    if config.lora.enabled:
+        from peft import get_peft_model
+
+        policy = get_peft_model(policy, peft_config(config.lora))
+    else:
+        ref_policy = load_causal_lm(inputs["policy"].path)
+    reward_model = RewardModel.load(inputs["reward_model"].path)
+    critic = None
+    if cfg.value_model == "separate":
+        if reward_model.tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ConfigError("ppo.value_model=separate initialises the critic from the reward model, whose tokenizer "
+                              "differs from the policy's; use ppo.value_model=shared")
+        critic = load_sequence_classifier(inputs["reward_model"].path, is_trainable=True)
+    # Dropout off everywhere (Huang et al. 2023): the rollout log-probs must equal the first epoch's.
+    for model in (policy, ref_policy, reward_model.model, critic):
+        if model is not None:
+            set_dropout(model, 0.0)
+    prompts = load_task(config.data)["train"]["prompt"]
+    return PPOTrainer(cfg, policy, ref_policy, reward_model, tokenizer, prompts, work_dir(config), critic)
+
+
+def evaluate(model, tokenizer, reward_model: RewardModel, prompts: list[str], cfg: PPOConfig) -> dict[str, float]:
+    """Mean gold reward and reward-model score of one sample per held-out prompt."""
+    sampling = SamplingConfig(temperature=cfg.temperature, max_new_tokens=cfg.response_length)
+    responses = [r[0] for r in sample(model, tokenizer, prompts, sampling, seed=cfg.seed, progress=False)]
+    texts = [join(p, r) for p, r in zip(prompts, responses)]
+    return {"gold_reward": sum(gold_reward(texts)) / len(texts), "score": reward_model.score(texts).mean().item()}
+
+
+def run(config: Config, inputs: dict[str, Artifact],
+        on_step_end: Callable[[int, PPOTrainer], None] | None = None) -> Artifact:
+    trainer = build_trainer(config, inputs)
+    acc = trainer.accelerator
+    eval_prompts = load_task(config.data)["test"]["prompt"][: config.eval_prompts]
+    metrics = {}
+    if eval_prompts and acc.is_main_process:
+        before = evaluate(trainer.policy(), trainer.tokenizer, trainer.reward_model, eval_prompts, config.ppo)
+        metrics.update({f"eval/{k}_initial": v for k, v in before.items()})
+    history = trainer.train(resume=config.resume, on_step_end=on_step_end)
+
+    with write_artifact(config.output_dir, KIND, config, inputs) as out:
+        if acc.is_main_process:
+            save_model(trainer.policy(), trainer.tokenizer, out.path, merge=config.lora.merge)
+            for name in (HISTORY_FILE, SAMPLES_FILE):
+                if (trainer.work_dir / name).is_file():
+                    shutil.copy(trainer.work_dir / name, out.path / name)
+            if (trainer.work_dir / "runs").is_dir():
+                shutil.copytree(trainer.work_dir / "runs", out.path / "logs", dirs_exist_ok=True)
+            if eval_prompts:
+                after = evaluate(trainer.policy(), trainer.tokenizer, trainer.reward_model, eval_prompts, config.ppo)
+                metrics.update({f"eval/{k}": v for k, v in after.items()})
+            last = history[-1] if history else {}
+            metrics.update({f"train/{k}": last[k] for k in ("objective/kl", "objective/scores", "objective/rlhf_reward")
+                            if k in last})
+            metrics["train/steps"] = trainer.step
+            out.metrics.update(metrics)
+    if acc.is_main_process:
+        shutil.rmtree(trainer.work_dir, ignore_errors=True)  # the artifact is complete
+    acc.wait_for_everyone()
+    return open_artifact(config.output_dir, KIND)
