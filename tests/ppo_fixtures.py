@@ -1,8 +1,9 @@
 """A small stand-in reward artifact for PPO tests (independent of the reward stage).
 
 The SFT policy's trunk with its scalar head set by ridge regression (a linear probe) of the gold
-reward (VADER) on the trunk's features of the task's texts: built in seconds, with a held-out
-correlation of about 0.86 to the gold reward. Normalized on the SFT policy's own samples, as the
+reward (VADER) on the trunk's features of the task's texts AND of the SFT policy's own samples (a
+probe fitted on the full reviews alone was easy to hack: PPO drove its score up with short
+"was average." answers while the gold reward stayed flat). Normalized on the SFT policy's own samples, as the
 reward stage does. Built once per SFT artifact and cached next to it, so test modules share it.
 """
 
@@ -12,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
@@ -26,10 +28,21 @@ from rlhf.tasks.gold import gold_reward
 @dataclass
 class FixtureRewardConfig:
     num_examples: int = 1500  # the sft_artifact fixture's data size
+    policy_samples: int = 2  # SFT samples per training prompt added to the probe's data
     ridge: float = 1e-2
     max_length: int = 64
     normalization_samples: int = 128
     seed: int = 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One intra-op thread for the tiny model: its ops are too small to split, and on 2 shared cores
+    2 threads per process made generation 25x slower (spin-waiting) in our measurements."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @torch.no_grad()
@@ -57,16 +70,20 @@ def build_reward_artifact(sft: Artifact, path: str | Path | None = None,
     model = load_sequence_classifier(sft.path, num_labels=1).eval()
     model.config.pad_token_id = tokenizer.pad_token_id
     data = load_task(DataConfig(num_examples=cfg.num_examples, seed=cfg.seed))["train"]
-    features = last_token_features(model, tokenizer, list(data["text"]), cfg.max_length)
-    targets = torch.tensor(gold_reward(data["text"]))
+    policy = load_causal_lm(sft.path)
+    prompts = list(data["prompt"])
+    responses = sample(policy, tokenizer, prompts, SamplingConfig(temperature=1.0, max_new_tokens=24),
+                       num_samples=cfg.policy_samples, seed=cfg.seed + 1, progress=False)
+    texts = list(data["text"]) + [join(p, r) for p, rs in zip(prompts, responses) for r in rs]
+    features = last_token_features(model, tokenizer, texts, cfg.max_length)
+    targets = torch.tensor(gold_reward(texts))
     # GPT-2's score head has no bias: fit on centred data; the offset is removed by the normalization.
     centred = features - features.mean(0)
     gram = centred.T @ centred + cfg.ridge * torch.eye(centred.shape[1])
     weight = torch.linalg.solve(gram, centred.T @ (targets - targets.mean()))
     model.score.weight.data.copy_(weight.unsqueeze(0))
 
-    policy = load_causal_lm(sft.path)
-    prompts = list(data["prompt"][: cfg.normalization_samples])
+    prompts = prompts[: cfg.normalization_samples]
     responses = [r[0] for r in sample(policy, tokenizer, prompts, SamplingConfig(temperature=0.7, max_new_tokens=24),
                                       seed=cfg.seed, progress=False)]
     raw = RewardModel(model, tokenizer).raw_scores([join(p, r) for p, r in zip(prompts, responses)])

@@ -82,7 +82,7 @@ class PPOConfig:
     log_every: int = option(1, "log metrics every N PPO steps")
     sample_table_every: int = option(10, "write a table of samples every N PPO steps (0 = never)")
     num_sample_rows: int = option(8, "rows in each sample table")
-    checkpoint_every: int = option(50, "save a resumable checkpoint every N PPO steps (0 = only at the end)")
+    checkpoint_every: int = option(50, "save a resumable checkpoint every N PPO steps (0 = never)")
     report_to: list[str] = option(["tensorboard"], "trackers: tensorboard, wandb (if installed); [] or [none] = console only")
 
 

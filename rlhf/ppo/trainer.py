@@ -74,8 +74,10 @@ class PPOTrainer:
         from accelerate import PartialState
 
         self.cfg = cfg
-        self.sizes = PPOSizes.from_config(cfg, PartialState().num_processes)
-        self.accelerator = Accelerator(gradient_accumulation_steps=self.sizes.grad_accum,
+        # cpu=True on CPU-only hosts, or accelerate ignores torchrun's WORLD_SIZE there (every rank alone).
+        cpu = not torch.cuda.is_available()
+        self.sizes = PPOSizes.from_config(cfg, PartialState(cpu=cpu).num_processes)
+        self.accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=self.sizes.grad_accum,
                                        mixed_precision=mixed_precision())
         set_seed(cfg.seed, device_specific=True)  # seed + rank: every process samples differently
         device = self.accelerator.device
