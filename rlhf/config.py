@@ -90,6 +90,9 @@ class DataConfig:
     num_examples: int = option(4000, "embedded task: number of synthetic reviews to generate")
     max_train_examples: int | None = option(None, "cap the training set (None = all)")
     max_test_examples: int | None = option(200, "cap the held-out set (None = all)")
+    shuffle: bool = option(
+        False, "shuffle each split (seeded by data.seed) before the caps: hub datasets sorted by label (imdb: "
+        "all negative reviews first) would otherwise give one-sided prompts")
     prompt_min_words: int = option(4, "hub text datasets: prompt = first N..M words of a text")
     prompt_max_words: int = option(8, "hub text datasets: prompt = first N..M words of a text")
     seed: int = option(0, "seed for generation, shuffling and prompt truncation")

@@ -65,6 +65,8 @@ def load_task(cfg: DataConfig) -> DatasetDict:
         data = _split(load_any(cfg.dataset), cfg)
         data = DatasetDict({k: _with_prompts(v, cfg) for k, v in data.items()})
     for split, cap in (("train", cfg.max_train_examples), ("test", cfg.max_test_examples)):
+        if cfg.shuffle:
+            data[split] = data[split].shuffle(seed=cfg.seed)
         if cap is not None and len(data[split]) > cap:
             data[split] = data[split].select(range(cap))
     return data
