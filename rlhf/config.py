@@ -95,6 +95,11 @@ class DataConfig:
         "all negative reviews first) would otherwise give one-sided prompts")
     prompt_min_words: int = option(4, "hub text datasets: prompt = first N..M words of a text")
     prompt_max_words: int = option(8, "hub text datasets: prompt = first N..M words of a text")
+    prompt_until: str | None = option(
+        None, "hub dialogue datasets: prompt = the text up to and including the LAST occurrence of this marker "
+        "(e.g. '\\n\\nAssistant:' for Anthropic/hh-rlhf), instead of its first words")
+    max_prompt_chars: int | None = option(
+        None, "drop examples whose prompt is longer (long dialogues would overflow GPT-2's 1024 positions when sampled)")
     seed: int = option(0, "seed for generation, shuffling and prompt truncation")
 
 

@@ -48,11 +48,17 @@ def _with_prompts(ds: Dataset, cfg: DataConfig) -> Dataset:
     rng = random.Random(cfg.seed)
 
     def add_prompt(example):
-        words = example[cfg.text_field].split()
-        return {"text": example[cfg.text_field],
-                "prompt": " ".join(words[: rng.randint(cfg.prompt_min_words, cfg.prompt_max_words)])}
+        text = example[cfg.text_field]
+        # Dialogues: everything up to the last assistant turn is the prompt (as in the preference pairs).
+        cut = text.rfind(cfg.prompt_until) if cfg.prompt_until else -1
+        if cut != -1:
+            return {"text": text, "prompt": text[: cut + len(cfg.prompt_until)]}
+        words = text.split()
+        return {"text": text, "prompt": " ".join(words[: rng.randint(cfg.prompt_min_words, cfg.prompt_max_words)])}
 
     ds = ds.map(add_prompt, remove_columns=[c for c in ds.column_names if c in ("text", "prompt")])
+    if cfg.max_prompt_chars is not None:
+        ds = ds.filter(lambda example: len(example["prompt"]) <= cfg.max_prompt_chars)
     return ds
 
 
