@@ -14,18 +14,16 @@ dataset's labels count as one annotator named "dataset" whose every pair has agr
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 from datasets import Dataset, DatasetDict
 from trl.data_utils import is_conversational, maybe_extract_prompt
 
+from annotation_ui.export import FEATURES, split_by_prompt
 from rlhf.config import ConfigError, option
 from rlhf.data import load_any
 from rlhf.stages.generate import prompt_id
 
-PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
-METADATA_COLUMNS = ["prompt_id", "annotators", "agreement"]
 ASSISTANT_TURN = "\n\nAssistant:"  # Anthropic HH turn marker; a prompt ends right after the last one
 ANNOTATOR = "dataset"
 
@@ -70,7 +68,8 @@ def load_preference_dataset(
     if test_split in splits:
         data = DatasetDict(train=splits[train_split], test=splits[test_split])
     else:
-        data = split_by_prompt(splits[train_split], test_fraction, seed)
+        # The same split by prompt as exported annotations, so no prompt is in both splits.
+        data = split_by_prompt(splits[train_split].to_list(), test_fraction, seed)
     for split, cap in (("train", max_train_examples), ("test", max_test_examples)):
         if cap is not None and len(data[split]) > cap:
             data[split] = data[split].select(range(cap))
@@ -104,7 +103,7 @@ def to_pairs(ds: Dataset, name: str, annotator: str = ANNOTATOR) -> Dataset:
         extra["agreement"] = lambda ex: 1.0
     if extra:
         ds = ds.map(lambda ex: {key: make(ex) for key, make in extra.items()})
-    return ds.select_columns(PAIR_COLUMNS + METADATA_COLUMNS)
+    return ds.select_columns(list(FEATURES)).cast(FEATURES)
 
 
 def _prompt_ends_at_turn(example: dict) -> dict:
@@ -120,18 +119,3 @@ def _prompt_ends_at_turn(example: dict) -> dict:
     end = cut + len(ASSISTANT_TURN)
     tail = prompt[end:]
     return {"prompt": prompt[:end], "chosen": tail + example["chosen"], "rejected": tail + example["rejected"]}
-
-
-def split_by_prompt(ds: Dataset, test_fraction: float, seed: int) -> DatasetDict:
-    """Hold out a fraction of the prompts (all their pairs), so no test prompt is trained on."""
-    if not 0 < test_fraction < 1:
-        raise ConfigError(f"test_fraction={test_fraction} must be between 0 and 1 when the dataset has no test split")
-    prompts = sorted(set(ds["prompt_id"]))
-    if len(prompts) < 2:
-        raise ConfigError(f"cannot hold out a test split: the dataset has {len(prompts)} distinct prompt(s)")
-    random.Random(seed).shuffle(prompts)
-    test = set(prompts[: max(1, round(test_fraction * len(prompts)))])
-    return DatasetDict(
-        train=ds.filter(lambda ex: ex["prompt_id"] not in test),
-        test=ds.filter(lambda ex: ex["prompt_id"] in test),
-    )

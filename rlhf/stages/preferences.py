@@ -4,12 +4,14 @@
 (gold reward + noise, see annotation_ui/simulate.py) into the label DB, so ``pipelines.run`` needs
 no human. ``annotators: human`` exports the labels people made in the annotation app
 (``python -m annotation_ui``), leaving simulated labels out. Both export with
-annotation_ui/export.py (pairing + aggregation policies).
+annotation_ui/export.py (pairing + aggregation policies). ``annotators: dataset`` takes the pairs of
+a published preference dataset instead (``dataset.name``, e.g. Anthropic/hh-rlhf; see
+rlhf/preference_datasets.py) and needs no candidates artifact.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -22,11 +24,12 @@ from annotation_ui.export import (
 )
 from annotation_ui.simulate import SimulatorConfig, is_simulated, simulate
 from annotation_ui.storage import LabelStore
-from rlhf.artifacts import Artifact, ArtifactError, open_artifact
+from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
 from rlhf.config import ConfigError, option
+from rlhf.preference_datasets import PreferenceDatasetConfig, load_preference_dataset
 
 KIND = "preferences"
-ANNOTATORS = ("simulated", "human")
+ANNOTATORS = ("simulated", "human", "dataset")
 
 
 @dataclass
@@ -37,8 +40,12 @@ class Config:
     db: str = option("${run_dir}/labels.sqlite", "SQLite label DB (the annotation app's --db)")
     annotators: str = option(
         "simulated", "'simulated': simulated annotators label every item now; 'human': export the labels "
-        "people made in the annotation app (simulated labels left out)")
+        "people made in the annotation app (simulated labels left out); 'dataset': the pairs of a published "
+        "preference dataset (dataset.*), no candidates needed")
     simulator: SimulatorConfig = option(SimulatorConfig(), "simulated annotators (annotators=simulated only)")
+    dataset: PreferenceDatasetConfig = option(
+        PreferenceDatasetConfig(), "published preference dataset (annotators=dataset only; test_fraction and seed "
+        "split it when it has no test split)")
     pairing: str = option("best_vs_worst", "rankings -> pairs: best_vs_worst (one per ranking) | all_pairs (K choose 2)")
     aggregation: str = option("majority", "overlapping annotators: majority (one direction per pair) | keep_all")
     test_fraction: float = option(0.1, "fraction of prompts held out as the test split")
@@ -46,6 +53,8 @@ class Config:
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
+    if config.annotators == "dataset":
+        return {}
     return {"candidates": (config.candidates, "candidates")}
 
 
@@ -109,6 +118,8 @@ def label_and_export(config: Config, items: list) -> tuple[DatasetDict, dict, di
 def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     if config.annotators not in ANNOTATORS:
         raise ConfigError(f"bad value for 'annotators': {config.annotators!r}; choose one of {', '.join(ANNOTATORS)}")
+    if config.annotators == "dataset":
+        return from_dataset(config)
     config.simulator.validate()
     candidates, items = candidate_items(inputs["candidates"].path)
     # One process does the labelling (a single SQLite DB); under accelerate the others wait, and an
@@ -126,3 +137,18 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         raise error
     data, metrics, db = result
     return write_preferences(config.output_dir, config, candidates, data, metrics, db)
+
+
+def from_dataset(config: Config) -> Artifact:
+    """The pairs of a published preference dataset, written as a preferences artifact with no inputs."""
+    options = asdict(config.dataset)
+    data = load_preference_dataset(options.pop("name"), **options, test_fraction=config.test_fraction,
+                                   seed=config.seed)
+    state = PartialState(cpu=not torch.cuda.is_available())  # see rlhf/stages/generate.py
+    with write_artifact(config.output_dir, KIND, config, {}) as out:
+        if state.is_main_process:
+            data.save_to_disk(str(out.path / "data"))
+            out.extra["source"] = config.dataset.name
+            out.metrics.update({"pairs/train": len(data["train"]), "pairs/test": len(data["test"]),
+                                "pairs/total": len(data["train"]) + len(data["test"])})
+    return open_artifact(config.output_dir, KIND)
