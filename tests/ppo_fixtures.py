@@ -118,7 +118,7 @@ def state_dict_diff(path_a: str | Path, path_b: str | Path) -> float:
 DISTRIBUTED_OVERRIDES = [
     "ppo.do_sample=false", "ppo.stop_token=null", "ppo.total_episodes=48", "ppo.rollout_batch_size=16",
     "ppo.mini_batch_size=16", "ppo.micro_batch_size=4", "ppo.num_ppo_epochs=2", "ppo.response_length=16",
-    "ppo.checkpoint_every=0", "eval_prompts=0",
+    "ppo.checkpoint_every=0", "ppo.lr_scheduler_type=constant", "eval_prompts=0",
 ]
 
 
@@ -127,7 +127,7 @@ def flat_parameters(model: torch.nn.Module) -> torch.Tensor:
 
 
 def distributed_worker(run_dir: str, sft_path: str, reward_path: str, result_path: str) -> None:
-    """Run under ``accelerate launch``: PPO, checking after each step that all ranks hold the same weights."""
+    """Run under ``torchrun``: PPO, checking after each step that all ranks hold the same weights."""
     from rlhf.artifacts import open_artifact
     from rlhf.stage import open_inputs
     from rlhf.stages import ppo

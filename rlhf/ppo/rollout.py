@@ -38,11 +38,16 @@ def generate(policy: PreTrainedModel, query_ids: torch.Tensor, query_mask: torch
     config = GenerationConfig(
         max_new_tokens=response_length, do_sample=do_sample, temperature=temperature if do_sample else None,
         top_k=0 if do_sample else None, top_p=1.0 if do_sample else None, pad_token_id=pad_token_id,
-        # No stop token: an id that never occurs, so generate() runs the full length.
-        eos_token_id=stop_token_id if stop_token_id is not None else -1,
-        use_cache=True, repetition_penalty=1.0, no_repeat_ngram_size=0, bos_token_id=None,
+        eos_token_id=stop_token_id, use_cache=True,
     )
-    out = policy.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
+    # generate() fills unset options from the model's generation_config (a saved top_k=50, a
+    # repetition penalty, its EOS as stop token...): swap in an empty one so ours are the only ones.
+    model = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    saved, model.generation_config = model.generation_config, GenerationConfig()
+    try:
+        out = policy.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
+    finally:
+        model.generation_config = saved
     responses = out[:, query_ids.shape[1]:]
     missing = response_length - responses.shape[1]  # generate stops once every row has stopped
     return torch.nn.functional.pad(responses, (0, missing), value=pad_token_id)
