@@ -108,3 +108,25 @@ def test_nan_reward_stops_and_keeps_last_good_checkpoint(tmp_path, sft_artifact,
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     with pytest.raises(ArtifactError):
         open_artifact(config.output_dir, "ppo")
+
+
+def test_lora_uses_the_disabled_adapter_as_reference_and_saves_a_merged_policy(tmp_path, sft_artifact, reward_artifact):
+    config = ppo_config(tmp_path, sft_artifact, reward_artifact, "lora.enabled=true", "ppo.learning_rate=1e-3",
+                        "ppo.total_episodes=64", "ppo.rollout_batch_size=32", "eval_prompts=0")
+    artifact = run_ppo(config)
+    history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]
+    assert history[0]["objective/kl"] == 0.0  # adapters start as the identity: policy == reference
+    assert history[1]["objective/kl"] != 0.0
+    assert not (artifact.path / "adapter_config.json").exists()
+    assert state_dict_diff(sft_artifact.path, artifact.path) > 0
+
+
+def test_separate_critic_and_target_kl_early_stop(tmp_path, sft_artifact, reward_artifact):
+    config = ppo_config(tmp_path, sft_artifact, reward_artifact, "ppo.value_model=separate", "ppo.target_kl=1e-4",
+                        "ppo.kl_estimator=k3", "ppo.adaptive_kl=true", "ppo.total_episodes=64",
+                        "ppo.rollout_batch_size=32", "eval_prompts=0")
+    artifact = run_ppo(config)
+    history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]
+    assert all(row["policy/epochs"] < config.ppo.num_ppo_epochs for row in history)
+    assert history[1]["objective/kl"] >= 0  # k3 is never negative
+    assert history[1]["objective/kl_coef"] != config.ppo.kl_coef  # the adaptive controller moved it
