@@ -11,6 +11,7 @@ from ppo_fixtures import build_reward_artifact, ppo_config, single_thread, state
 from rlhf.artifacts import ArtifactError, open_artifact
 from rlhf.data import held_out_prompts
 from rlhf.models import load_causal_lm, load_tokenizer
+from rlhf.ppo import core
 from rlhf.ppo.checkpoint import checkpoint_step
 from rlhf.ppo.trainer import PPODivergedError
 from rlhf.reward_model import RewardModel
@@ -88,20 +89,36 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, sft_artifact, reward
         assert [a[k] for k in keys] == pytest.approx([b[k] for k in keys], abs=1e-5)
 
 
-def test_nan_reward_stops_and_keeps_last_good_checkpoint(tmp_path, sft_artifact, reward_artifact, monkeypatch):
+def nan_from_second_call(fn):
+    """Wrap ``fn`` so that its result is NaN from the second call (= PPO step 2 with one micro-batch) on."""
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        out = fn(*args, **kwargs)
+        if calls["n"] < 2:
+            return out
+        if isinstance(out, torch.Tensor):
+            return out * float("nan")
+        out.loss = out.loss * float("nan")
+        return out
+
+    return wrapped
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("score", "non-finite reward-model score at PPO step 2"),
+    ("loss", "non-finite loss/gradient at PPO step 2"),
+])
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, sft_artifact, reward_artifact, monkeypatch, broken, message):
     config = ppo_config(tmp_path, sft_artifact, reward_artifact, "ppo.total_episodes=96", "ppo.rollout_batch_size=32",
                         "ppo.mini_batch_size=32", "ppo.micro_batch_size=32", "ppo.num_ppo_epochs=1",
                         "ppo.checkpoint_every=1", "eval_prompts=0")
-    calls = {"n": 0}
-    real_score = RewardModel.score
-
-    def score_goes_nan_at_step_2(self, texts, batch_size=64):
-        calls["n"] += 1
-        scores = real_score(self, texts, batch_size)
-        return scores * float("nan") if calls["n"] >= 2 else scores
-
-    monkeypatch.setattr(RewardModel, "score", score_goes_nan_at_step_2)
-    with pytest.raises(PPODivergedError, match=r"non-finite reward-model score at PPO step 2.*checkpoint \(step 1\)"):
+    if broken == "score":
+        monkeypatch.setattr(RewardModel, "score", nan_from_second_call(RewardModel.score))
+    else:
+        monkeypatch.setattr(core, "policy_loss", nan_from_second_call(core.policy_loss))
+    with pytest.raises(PPODivergedError, match=message + r".*checkpoint \(step 1\)"):
         run_ppo(config)
     assert checkpoint_step(ppo.work_dir(config)) == 1
     state = torch.load(ppo.work_dir(config) / "checkpoint" / "state.pt", weights_only=False)

@@ -233,7 +233,9 @@ class PPOTrainer:
                         if acc.sync_gradients:
                             grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                             # Gradients are already averaged over processes: every rank sees the same norm.
-                            self._check_finite(torch.as_tensor(grad_norm), "loss/gradient", step, collective=False)
+                            # Under fp16 the loss scaler skips overflowing steps itself, so no guard there.
+                            if acc.mixed_precision != "fp16":
+                                self._check_finite(torch.as_tensor(grad_norm), "loss/gradient", step)
                         self.optimizer.step()
                         self.optimizer.zero_grad()
                     for key, value in zip(records, (pg.loss, vf.loss, pg.clipfrac, vf.clipfrac, pg.approxkl,
@@ -255,7 +257,7 @@ class PPOTrainer:
             "policy/epochs": epoch + 1,
         }
 
-    def _check_finite(self, value: torch.Tensor, what: str, step: int, collective: bool = True) -> None:
+    def _check_finite(self, value: torch.Tensor, what: str, step: int) -> None:
         """Stop on NaN/inf (``value`` must already agree across processes so all ranks stop together)."""
         if torch.isfinite(value).all():
             return
