@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +36,10 @@ PRODUCERS = {
     "dpo": "python -m pipelines.dpo",
     "eval": "python -m pipelines.eval",
 }
+
+
+# When the running stage started (set by rlhf.stage.run_stage), so wall_time_s covers the whole stage.
+STAGE_STARTED: ContextVar[float | None] = ContextVar("STAGE_STARTED", default=None)
 
 
 class ArtifactError(RuntimeError):
@@ -182,7 +187,7 @@ def write_artifact(
         tmp.mkdir()
     _barrier()
     writer = ArtifactWriter(tmp)
-    started = time.time()
+    started = STAGE_STARTED.get() or time.time()
     try:
         yield writer
     except BaseException:

@@ -8,10 +8,11 @@ output also depends on something outside the artifacts. Stages meet only through
 
 from __future__ import annotations
 
+import time
 from types import ModuleType
 from typing import Any, Callable
 
-from rlhf.artifacts import Artifact, is_up_to_date, open_artifact
+from rlhf.artifacts import STAGE_STARTED, Artifact, is_up_to_date, open_artifact
 
 
 def open_inputs(stage: ModuleType, config: Any) -> dict[str, Artifact]:
@@ -28,4 +29,8 @@ def run_stage(stage: ModuleType, config: Any, force: bool = False, log: Callable
             log(f"[{stage.KIND}] up to date, skipped: {config.output_dir} (use --force to re-run)")
             return artifact
     log(f"[{stage.KIND}] running -> {config.output_dir}")
-    return stage.run(config, inputs)
+    started = STAGE_STARTED.set(time.time())
+    try:
+        return stage.run(config, inputs)
+    finally:
+        STAGE_STARTED.reset(started)

@@ -74,3 +74,22 @@ def test_up_to_date_tracks_config_and_inputs(tmp_path):
     changed = make(tmp_path / "sft", value=3)  # new upstream content -> downstream is stale
     assert changed.fingerprint != upstream.fingerprint
     assert not is_up_to_date(down.path, "reward", Cfg(1), {"policy": changed})
+
+
+def test_wall_time_covers_the_whole_stage(tmp_path):
+    import time
+    import types
+
+    from rlhf.stage import run_stage
+
+    @dataclass
+    class StageCfg:
+        output_dir: str = str(tmp_path / "slow")
+
+    def run(config, inputs):
+        time.sleep(0.3)  # the stage's work, before it starts writing
+        return make(config.output_dir)
+
+    stage = types.SimpleNamespace(KIND="sft", inputs=lambda c: {}, run=run)
+    art = run_stage(stage, StageCfg(), log=lambda _: None)
+    assert art.manifest["wall_time_s"] >= 0.3
