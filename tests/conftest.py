@@ -41,7 +41,9 @@ def sft_artifact(tmp_path_factory):
 
 
 # Simulated annotators: 3 per pair, each flipping the gold order with probability 0.1 (majority vote).
-PREFERENCE_FIXTURE = {"num_prompts": 192, "num_test_prompts": 64, "candidates_per_prompt": 4, "noise": 0.1}
+# Train: every pair of 4 samples per prompt; test: each held-out prompt's best-vs-worst pair.
+PREFERENCE_FIXTURE = {"num_prompts": 256, "num_test_prompts": 96, "candidates_per_prompt": 4, "noise": 0.1,
+                      "min_gap": 0.2}
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ fraction of annotators that agree with it. Reused by the reward, DPO, PPO and ev
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +71,14 @@ def _pairs(prompts, responses, cfg: SimulatedPreferencesConfig, rng: random.Rand
 def make_preferences_artifact(
     sft_artifact: Artifact, out_dir: str | Path, num_prompts: int = 256, num_test_prompts: int = 64,
     candidates_per_prompt: int = 4, num_annotators: int = 3, noise: float = 0.0, all_pairs: bool = True,
-    min_gap: float = 0.1, seed: int = 0, max_new_tokens: int = 32,
+    min_gap: float = 0.2, seed: int = 0, max_new_tokens: int = 32,
 ) -> Artifact:
     """A "preferences" artifact (train/test splits) from ``sft_artifact``'s samples ordered by gold reward.
 
     Train pairs use prompts from the task's train split, test pairs prompts from its test split;
-    ``all_pairs`` pairs every two candidates of a prompt, otherwise only its best and worst; pairs
-    less than ``min_gap`` apart in gold reward are left out as ties.
+    ``all_pairs`` pairs every two candidates of a train prompt, otherwise only its best and worst
+    (test prompts always give their best-vs-worst pair); pairs less than ``min_gap`` apart in gold
+    reward are left out as ties.
     """
     cfg = SimulatedPreferencesConfig(num_prompts, num_test_prompts, candidates_per_prompt, num_annotators,
                                      all_pairs, min_gap, noise, seed, max_new_tokens)
@@ -89,7 +91,9 @@ def make_preferences_artifact(
         prompts = [task[split]["prompt"][i % len(task[split])] for i in range(n)]
         responses = sample(model, tokenizer, prompts, sampling, num_samples=candidates_per_prompt,
                            seed=seed + (split == "test"), progress=False)
-        splits[split] = Dataset.from_list(_pairs(prompts, responses, cfg, rng, split))
+        # Test pairs: each held-out prompt's clearest pair (best vs worst), one per prompt.
+        split_cfg = cfg if split == "train" else dataclasses.replace(cfg, all_pairs=False)
+        splits[split] = Dataset.from_list(_pairs(prompts, responses, split_cfg, rng, split))
     with write_artifact(out_dir, "preferences", cfg, {"policy": sft_artifact}) as out:
         DatasetDict(splits).save_to_disk(str(out.path / "data"))
         out.metrics.update({f"{split}/pairs": len(ds) for split, ds in splits.items()})

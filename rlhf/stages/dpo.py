@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history
@@ -116,6 +117,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     ref_model = None if config.lora.enabled else load_policy(policy_path)
 
     # The SFT policy's samples, taken before training with the seed the DPO samples will use.
+    model.to(PartialState().device)
     prompts = held_out_prompts(config.data, config.num_eval_prompts)
     sft_responses = [r[0] for r in sample(model, tokenizer, prompts, config.sampling, seed=config.seed, progress=False)]
 

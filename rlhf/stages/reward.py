@@ -57,7 +57,7 @@ class Config:
     sampling: SamplingConfig = option(SamplingConfig(), "sampling of the reference policy's responses")
     calibration_bins: int = option(5, "confidence bins of the calibration table (over [0.5, 1])")
     train: dict[str, Any] = option(
-        {"learning_rate": 5e-4, "num_train_epochs": 3, "per_device_train_batch_size": 32, "max_length": 128,
+        {"learning_rate": 1e-3, "num_train_epochs": 4, "per_device_train_batch_size": 32, "max_length": 128,
          "logging_steps": 5, "report_to": [], "lr_scheduler_type": "cosine", "warmup_steps": 5},
         "options passed to trl.RewardConfig (any field of it or of transformers.TrainingArguments)",
     )
