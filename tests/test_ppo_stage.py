@@ -20,8 +20,8 @@ from rlhf.stage import open_inputs
 from rlhf.stages import ppo
 from rlhf.tasks.gold import gold_reward
 
-# Measured (see docs/stages/ppo.md): SFT ~0.37 -> PPO ~0.7 mean gold reward; the test asks for a
-# quarter of that gain.
+# Measured (docs/stages/ppo.md): held-out gold reward SFT 0.21 -> PPO 0.56 here (0.08 -> 0.79 with
+# other samples), objective/kl <= ~5 nats; the test asks for under a third of that gain.
 MIN_GOLD_GAIN = 0.1
 MAX_KL = 15.0
 

@@ -13,7 +13,6 @@ not depend on how the batch is split.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
