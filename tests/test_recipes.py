@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from datasets import Dataset, DatasetDict
 from omegaconf import OmegaConf
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -118,6 +119,7 @@ def stand_in(tmp_path_factory):
     tokenizer.pad_token = None  # gpt2 ships without one; rlhf.models.load_tokenizer adds it
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=32, n_layer=1, n_head=2,
                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)  # fixed weights: the simulated labels (and so the pair counts) are then fixed too
     GPT2LMHeadModel(config).save_pretrained(str(root / "gpt2"))
     tokenizer.save_pretrained(str(root / "gpt2"))
     return root
@@ -139,7 +141,7 @@ SIZES = {
 DATA_SIZES = ["data.max_test_examples=8"]
 
 
-def stage_overrides(name: str, run_dir: Path, model: Path, dataset: str, has_data: bool) -> list[str]:
+def stage_overrides(name: str, model: Path, dataset: str, has_data: bool) -> list[str]:
     out = [f"{name}.{o}" for o in SIZES.get(name, [])]
     if has_data:
         out += [f"{name}.data.dataset={dataset}", *(f"{name}.{o}" for o in DATA_SIZES)]
@@ -172,7 +174,7 @@ def run_chain(pipeline_file: str, run_dir: Path, model: Path, dataset: str, extr
     base = load_pipeline_config(pipeline_file, [f"run_dir={run_dir}"])
     overrides = [f"run_dir={run_dir}", *extra]
     for name in base.stages:
-        overrides += stage_overrides(name, run_dir, model, dataset, hasattr(getattr(base, name), "data"))
+        overrides += stage_overrides(name, model, dataset, hasattr(getattr(base, name), "data"))
     config = load_pipeline_config(pipeline_file, overrides)
     raw = OmegaConf.load(pipeline_file)
     artifacts, checked = {}, {}
