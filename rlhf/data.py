@@ -24,7 +24,13 @@ def load_any(name_or_path: str) -> DatasetDict:
             raise ConfigError(f"dataset file not found: {path} (data.dataset must be a hub name or an existing path)")
         data = load_dataset(FILE_FORMATS[path.suffix], data_files=str(path))
     else:
-        data = load_dataset(name_or_path)
+        try:
+            data = load_dataset(name_or_path)
+        except (ConnectionError, FileNotFoundError, ValueError, OSError) as exc:
+            raise ConfigError(
+                f"could not load dataset '{name_or_path}': {str(exc).splitlines()[0]} (no hub access? point the "
+                "dataset at a save_to_disk directory or a .jsonl/.parquet file)"
+            ) from exc
     return data if isinstance(data, DatasetDict) else DatasetDict({"train": data})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rlhf.config import LoraConfig, ModelConfig
+from rlhf.config import ConfigError, LoraConfig, ModelConfig
 from rlhf.tokenizer import PAD
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -35,7 +36,8 @@ def build_tiny_gpt2(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> GPT
 
 def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     """Tokenizer with a pad token distinct from EOS (added if the model has none, as GPT-2)."""
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    with _hub_errors(name_or_path):
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": PAD})
     return tokenizer
@@ -62,10 +64,23 @@ def is_adapter(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
+@contextmanager
+def _hub_errors(name_or_path: str | Path):
+    """A hub name that cannot be fetched becomes one clear line instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(
+            f"could not load model '{name_or_path}': {str(exc).splitlines()[0]} (no hub access? point "
+            "model.name_or_path at a directory saved with save_pretrained)"
+        ) from exc
+
+
 def _load(auto_cls, path: str | Path, is_trainable: bool = False, **kwargs) -> PreTrainedModel:
     """Weights from a hub name or dir; an adapter artifact is its ``base/`` model plus the adapter."""
     if not is_adapter(path):
-        return auto_cls.from_pretrained(str(path), **kwargs)
+        with _hub_errors(path):
+            return auto_cls.from_pretrained(str(path), **kwargs)
     from peft import PeftModel
 
     base = auto_cls.from_pretrained(str(Path(path) / BASE_DIR), **kwargs)

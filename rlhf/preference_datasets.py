@@ -49,13 +49,7 @@ def load_preference_dataset(
     annotator: str = ANNOTATOR,
 ) -> DatasetDict:
     """``DatasetDict(train, test)`` with prompt/chosen/rejected (responses only) and our metadata columns."""
-    try:
-        raw = load_any(name_or_path)
-    except (ConnectionError, FileNotFoundError) as exc:
-        raise ConfigError(
-            f"cannot load preference dataset '{name_or_path}': {str(exc).splitlines()[0]} (without hub access, "
-            "save it with datasets' save_to_disk or as .jsonl elsewhere and pass that path)"
-        ) from exc
+    raw = load_any(name_or_path)  # an unreachable hub name is already a one-line ConfigError
     splits = {}
     for split in (train_split, test_split):
         if split in raw:

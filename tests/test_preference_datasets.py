@@ -93,7 +93,7 @@ def test_unusable_datasets_fail_with_the_problem_named(tmp_path, rows, message):
 def test_missing_split_and_unreachable_hub_name_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="no split 'dev'"):
         load_preference_dataset(write_jsonl(tmp_path / "hh.jsonl", HH_ROWS), train_split="dev")
-    with pytest.raises(ConfigError, match="cannot load preference dataset"):
+    with pytest.raises(ConfigError, match="could not load dataset"):
         load_preference_dataset("no-such-org/no-such-preference-dataset")
 
 

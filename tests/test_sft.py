@@ -127,3 +127,13 @@ def test_interrupted_sft_resumes_from_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "train", spy)
     art = run_stage(sft, cfg, log=lambda _: None)
     assert resumed["from"] is True and art.metrics["train/steps"] == 6
+
+
+def test_unreachable_hub_names_are_one_line_errors():
+    from rlhf.config import ConfigError
+    from rlhf.data import load_any
+
+    with pytest.raises(ConfigError, match="could not load dataset 'no-such-org/no-such-data'.*save_to_disk"):
+        load_any("no-such-org/no-such-data")
+    with pytest.raises(ConfigError, match="could not load model 'no-such-org/no-such-model'.*save_pretrained"):
+        load_tokenizer("no-such-org/no-such-model")
