@@ -119,3 +119,23 @@ def test_lora_reward_model_trains_and_loads(tmp_path, sft_artifact, preferences_
     base = RewardModel.load(art / "base")
     assert not torch.allclose(base.raw_scores(texts), scores)
     assert art.metrics["eval/rewards/accuracies"] > 0.5
+
+
+def test_empty_test_split_is_a_clear_error(tmp_path):
+    from dataclasses import dataclass
+
+    from datasets import Dataset, DatasetDict
+
+    from rlhf.artifacts import write_artifact
+    from rlhf.stages.reward import load_pairs
+
+    @dataclass
+    class Cfg:
+        x: int = 0
+
+    row = {"prompt": "p", "chosen": " good.", "rejected": " bad.", "prompt_id": "1", "annotators": ["a"], "agreement": 1.0}
+    data = DatasetDict(train=Dataset.from_list([row]), test=Dataset.from_list([row]).select([]))
+    with write_artifact(tmp_path / "prefs", "preferences", Cfg()) as out:
+        data.save_to_disk(str(out.path / "data"))
+    with pytest.raises(ArtifactError, match="empty 'test' split"):
+        load_pairs(open_artifact(tmp_path / "prefs", "preferences"))

@@ -93,6 +93,11 @@ def load_pairs(preferences: Artifact):
     for split in ("train", "test"):
         if split not in data:
             raise ArtifactError(f"preferences artifact {preferences.path} has no '{split}' split; re-export it")
+        if len(data[split]) == 0:
+            raise ArtifactError(
+                f"preferences artifact {preferences.path} has an empty '{split}' split (every pair tied or too few "
+                "prompts); re-export it with more labelled prompts or a larger test_fraction"
+            )
         missing = set(PAIR_COLUMNS) - set(data[split].column_names)
         if missing:
             raise ArtifactError(
