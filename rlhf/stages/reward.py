@@ -89,7 +89,13 @@ def load_base(path: str | Path, seed: int) -> PreTrainedModel:
 
 
 def load_pairs(preferences: Artifact):
-    data = load_from_disk(str(preferences / "data"))
+    try:
+        data = load_from_disk(str(preferences / "data"))
+    except IndexError as exc:  # datasets 5.2 cannot read back a saved split with no rows
+        raise ArtifactError(
+            f"preferences artifact {preferences.path} has an empty 'test' or 'train' split (every pair tied or too "
+            "few prompts); re-export it with more labelled prompts or a larger test_fraction"
+        ) from exc
     for split in ("train", "test"):
         if split not in data:
             raise ArtifactError(f"preferences artifact {preferences.path} has no '{split}' split; re-export it")
