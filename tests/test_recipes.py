@@ -66,8 +66,18 @@ def test_pipeline_recipe_loads_every_stage_recipe(pipeline):
     for name in config.stages:
         section = getattr(config, name)
         assert section.run_dir == config.run_dir
-        # The section holds its recipe's settings (the pipeline file adds nothing on top here).
-        assert section == load_config(STAGES[name].Config, raw.recipes[name], [f"run_dir={config.run_dir}"])
+        # The section holds its recipe's settings, then whatever the pipeline file sets for it on top.
+        on_top = OmegaConf.to_container(raw[name]) if name in raw else {}
+        overrides = [f"{key}={value}" for key, value in _dotted(on_top)]
+        assert section == load_config(STAGES[name].Config, raw.recipes[name], [f"run_dir={config.run_dir}", *overrides])
+
+
+def _dotted(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 @pytest.mark.parametrize("name", sorted(ACCELERATE))
