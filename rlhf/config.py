@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import hashlib
 import json
 import typing
@@ -199,6 +200,9 @@ def trainer_args(config_cls: type[T], options: dict[str, Any], section: str = "t
                 f"unknown config key '{section}.{key}': not an option of {config_cls.__name__}.{hint} "
                 f"(see the {config_cls.__name__} docs for all options)"
             )
+    # YAML 1.1 reads a bare `no` as False; for string/enum options (eval_strategy: no) it meant "no".
+    options = {k: "no" if v is False and isinstance(valid[k].default, (str, enum.Enum)) else v
+               for k, v in options.items()}
     kwargs = {**fixed, **options}
     try:
         return config_cls(**kwargs)

@@ -73,3 +73,9 @@ def test_user_checkpointing_choice_beats_hardware_default():
     args = trainer_args(SFTConfig, {"gradient_checkpointing": True}, output_dir="/tmp/x", report_to=[], bf16=False,
                         activation_checkpointing=False)
     assert args.activation_checkpointing is True
+
+
+def test_yaml_no_means_the_string_no_for_strategy_options():
+    cfg = load_config(sft.Config, "configs/tiny/sft.yaml", ["train.eval_strategy=no", "train.save_strategy=no"])
+    args = trainer_args(SFTConfig, cfg.train, output_dir="/tmp/x", bf16=False)
+    assert args.eval_strategy == "no" and args.save_strategy == "no"
