@@ -106,6 +106,11 @@ def make_run(root: Path, steps: int):
     return policy, data
 
 
+def inputs_from(policy) -> list[str]:
+    """The shared run made by make_run: its preferences sit beside its SFT policy."""
+    return [f"preferences={policy.path.parent / 'preferences'}"]
+
+
 def bench_sft(root: Path, steps: int) -> dict[str, float]:
     overrides = [f"run_dir={root}/sft_bench", f"train.max_steps={steps}", f"train.per_device_train_batch_size={BATCH}",
                  f"train.learning_rate={LR}", "train.report_to=[]", "train.lr_scheduler_type=constant",
@@ -129,7 +134,8 @@ def bench_sft(root: Path, steps: int) -> dict[str, float]:
 
 
 def bench_reward(root: Path, steps: int, policy, data) -> dict[str, float]:
-    overrides = [f"run_dir={root}", f"train.max_steps={steps}", f"train.per_device_train_batch_size={BATCH}",
+    overrides = [f"run_dir={root}", *inputs_from(policy), f"base={policy.path}", f"reference={policy.path}",
+                 f"train.max_steps={steps}", f"train.per_device_train_batch_size={BATCH}",
                  f"train.learning_rate={LR}", "train.lr_scheduler_type=constant", "train.warmup_steps=0",
                  "train.eval_strategy=no", "num_eval_prompts=4", "samples_per_prompt=1"]
     art = run_stage(reward, load_config(reward.Config, "configs/tiny/reward.yaml", overrides), log=lambda _: None)
@@ -156,7 +162,8 @@ def bench_reward(root: Path, steps: int, policy, data) -> dict[str, float]:
 
 
 def bench_dpo(root: Path, steps: int, policy, data) -> dict[str, float]:
-    overrides = [f"run_dir={root}", f"train.max_steps={steps}", f"train.per_device_train_batch_size={BATCH}",
+    overrides = [f"run_dir={root}", *inputs_from(policy), f"policy={policy.path}",
+                 f"train.max_steps={steps}", f"train.per_device_train_batch_size={BATCH}",
                  f"train.learning_rate={LR}", "train.lr_scheduler_type=constant", "train.warmup_steps=0",
                  "train.eval_strategy=no"]
     art = run_stage(dpo, load_config(dpo.Config, "configs/tiny/dpo.yaml", overrides), log=lambda _: None)
@@ -195,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--stages", default="sft,reward,dpo")
+    parser.add_argument("--repeats", type=int, default=2, help="best of N runs per column (this CPU is noisy)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, threads: {torch.get_num_threads()}, "
@@ -207,7 +215,12 @@ def main() -> None:
               f"{'ours/TRL':>9} {'ours/torch':>10} {'deflt/ours':>10}")
         for name in stages:
             fn = {"sft": bench_sft, "reward": bench_reward, "dpo": bench_dpo}[name]
-            t = fn(root, args.steps) if name == "sft" else fn(root, args.steps, policy, data)
+            runs = []
+            for repeat in range(args.repeats):
+                run_root = root / f"{name}-{repeat}"
+                run_root.mkdir()
+                runs.append(fn(run_root, args.steps) if name == "sft" else fn(run_root, args.steps, policy, data))
+            t = {key: min(r[key] for r in runs) for key in runs[0]}
             print(f"{name:<8} {t['stage']:11.3f} {t['trl']:9.3f} {t['trl-deflt']:9.3f} {t['torch']:8.3f} "
                   f"{t['stage'] / t['trl']:9.2f} {t['stage'] / t['torch']:10.2f} {t['trl-deflt'] / t['stage']:10.1f}")
 
