@@ -11,8 +11,9 @@ CHECKPOINTING_MIN_PARAMS = 350_000_000
 def precision_options(model: torch.nn.Module) -> dict[str, bool]:
     """bf16 only where the device has bf16 units; fp16 on older GPUs; checkpointing for big models.
 
-    TRL 1.x defaults to bf16 + gradient checkpointing; on a CPU without bf16 units that made a
-    RewardTrainer step on a tiny GPT-2 11x slower than fp32 without checkpointing.
+    TRL 1.x defaults to bf16 + gradient checkpointing; on CPUs without bf16 units that is slower for
+    no gain: 1.3-1.6x per step on the tiny GPT-2 on our 2-core machine (benchmarks/overhead.py),
+    11x in a single-thread RewardTrainer measurement.
     """
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
