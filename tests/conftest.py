@@ -52,3 +52,14 @@ def preferences_artifact(sft_artifact, tmp_path_factory):
     from preference_fixtures import make_preferences_artifact
 
     return make_preferences_artifact(sft_artifact, tmp_path_factory.mktemp("prefs") / "preferences", **PREFERENCE_FIXTURE)
+
+
+@pytest.fixture(scope="session")
+def trained_reward_artifact(tmp_path_factory, sft_artifact, preferences_artifact):
+    """The reward stage trained on preferences_artifact (used by the reward and PPO tests)."""
+    from preference_fixtures import reward_config
+    from rlhf.stage import run_stage
+    from rlhf.stages import reward
+
+    run_dir = tmp_path_factory.mktemp("reward_run")
+    return run_stage(reward, reward_config(run_dir, sft_artifact, preferences_artifact), log=lambda _: None)

@@ -98,3 +98,17 @@ def make_preferences_artifact(
         DatasetDict(splits).save_to_disk(str(out.path / "data"))
         out.metrics.update({f"{split}/pairs": len(ds) for split, ds in splits.items()})
     return open_artifact(out_dir, "preferences")
+
+
+# The reward stage's test settings, shared by the reward tests and PPO's trained-reward-model test.
+TASK = ["data.num_examples=1500", "data.max_test_examples=64"]
+
+
+def reward_config(tmp_path, sft_artifact, preferences_artifact, *extra):
+    from rlhf.config import load_config
+    from rlhf.stages import reward
+
+    return load_config(reward.Config, "configs/tiny/reward.yaml", [
+        f"run_dir={tmp_path}", f"base={sft_artifact.path}", f"reference={sft_artifact.path}",
+        f"preferences={preferences_artifact.path}", "num_eval_prompts=64", *TASK, *extra,
+    ])

@@ -60,6 +60,19 @@ def test_ppo_raises_gold_reward_with_bounded_kl(tmp_path, sft_artifact, reward_a
 
 
 @pytest.mark.slow
+def test_ppo_with_the_trained_reward_model_raises_gold_reward(tmp_path, sft_artifact, trained_reward_artifact):
+    """The real chain: the reward stage's model (trained on simulated preferences) steers PPO."""
+    config = ppo_config(tmp_path, sft_artifact, trained_reward_artifact)
+    artifact = run_ppo(config)
+    prompts = held_out_prompts(config.data, 64)
+    before, after = mean_gold(sft_artifact.path, prompts), mean_gold(artifact.path, prompts)
+    print(f"trained RM: held-out gold reward sft {before:.3f} -> ppo {after:.3f}; metrics {artifact.metrics}")
+    assert after - before > MIN_GOLD_GAIN
+    history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]
+    assert all(0 <= row["objective/kl"] < MAX_KL for row in history[1:])
+
+
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted_run(tmp_path, sft_artifact, reward_artifact):
     overrides = ["ppo.total_episodes=128", "ppo.rollout_batch_size=32", "ppo.mini_batch_size=16",
                  "ppo.micro_batch_size=8", "ppo.num_ppo_epochs=2", "ppo.checkpoint_every=2", "eval_prompts=0"]

@@ -15,24 +15,14 @@ from rlhf.data import held_out_prompts
 from rlhf.models import load_causal_lm, load_tokenizer
 from rlhf.reward_model import RewardModel
 from rlhf.sampling import SamplingConfig, join, sample
+from preference_fixtures import reward_config
 from rlhf.stage import run_stage
 from rlhf.stages import reward
 
 # Held-out prompts of the same small task the SFT fixture was trained on.
-TASK = ["data.num_examples=1500", "data.max_test_examples=64"]
-
-
-def reward_config(tmp_path, sft_artifact, preferences_artifact, *extra):
-    return load_config(reward.Config, "configs/tiny/reward.yaml", [
-        f"run_dir={tmp_path}", f"base={sft_artifact.path}", f"reference={sft_artifact.path}",
-        f"preferences={preferences_artifact.path}", "num_eval_prompts=64", *TASK, *extra,
-    ])
-
-
 @pytest.fixture(scope="module")
-def reward_artifact(tmp_path_factory, sft_artifact, preferences_artifact):
-    run_dir = tmp_path_factory.mktemp("reward_run")
-    return run_stage(reward, reward_config(run_dir, sft_artifact, preferences_artifact), log=lambda _: None)
+def reward_artifact(trained_reward_artifact):
+    return trained_reward_artifact
 
 
 @pytest.mark.slow
