@@ -44,3 +44,5 @@ def main(stage: ModuleType, argv: list[str] | None = None) -> None:
         fail(str(exc))
         return
     print(f"[{stage.KIND}] artifact: {artifact.path}")
+    if (artifact.path / "report.md").is_file():  # also when the stage was skipped as up to date
+        print(f"[{stage.KIND}] report: {artifact.path / 'report.md'}")

@@ -136,6 +136,10 @@ def test_cli_runs_and_another_seed_gives_other_samples(evaluated, sft_artifact, 
     main(eval_stage, ["--config", "configs/tiny/eval.yaml", *_EVAL_OVERRIDES, f"run_dir={tmp_path}",
                       f"reference={sft_artifact.path}", f"policies.sft={sft_artifact.path}", "seed=1"])
     assert f"report: {tmp_path / 'eval' / 'report.md'}" in capsys.readouterr().out
+    main(eval_stage, ["--config", "configs/tiny/eval.yaml", *_EVAL_OVERRIDES, f"run_dir={tmp_path}",
+                      f"reference={sft_artifact.path}", f"policies.sft={sft_artifact.path}", "seed=1"])
+    skipped = capsys.readouterr().out
+    assert "up to date" in skipped and f"report: {tmp_path / 'eval' / 'report.md'}" in skipped
     other = [r["response"] for r in _samples(open_artifact(tmp_path / "eval", "eval"))]
     assert other != [r["response"] for r in _samples(evaluated) if r["policy"] == "sft"]
 

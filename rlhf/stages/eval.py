@@ -191,9 +191,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
                 if m[key] is not None:
                     out.metrics[f"eval/{name}/{key}"] = m[key]["mean"]
             out.metrics[f"eval/{name}/distinct_2"] = m["distinct_2"]
-    artifact = open_artifact(config.output_dir, KIND)
-    print(f"[eval] report: {artifact.path / 'report.md'}")
-    return artifact
+    return open_artifact(config.output_dir, KIND)  # rlhf.cli / pipelines.run print the report path
 
 
 def write_outputs(path: Path, config: Config, metrics: dict, rows: list[dict], histories: dict[str, list[dict]]) -> None:
