@@ -1,6 +1,6 @@
-"""Per-token log-probabilities of responses under a causal LM: the one place that gathers them.
+"""Log-probabilities, entropy and KL of responses under a causal LM: the one place that computes them.
 
-Batches follow the layout ``generate`` produces from left-padded prompts (``rlhf.sampling.encode_prompts``):
+Batches follow the layout the sampler returns (``rlhf.sampling``):
 
     input_ids = [pad pad p1 p2 p3 | r1 r2 EOS pad]     response_start = width of the prompt block
     attention_mask = [0 0 1 1 1 | 1 1 1 0]             (``response_mask`` builds the response half)
@@ -13,12 +13,55 @@ as the same text unpadded - the convention ``generate`` itself uses.
 Logits are divided by the sampling temperature: the policy's sampling distribution at temperature
 T is ``softmax(logits / T)``, and log-probs, KL estimators and the exact KL must all refer to it.
 Nothing here disables gradients; wrap calls in ``torch.no_grad()`` for rollouts and evaluation.
+
+KL conventions (Schulman 2020, "Approximating KL Divergence", http://joschu.net/blog/kl-approx.html):
+with tokens y_t sampled from the policy pi and r = ref(y_t | .) / pi(y_t | .),
+
+* exact:  KL(pi(.|x,y<t) || ref(.|x,y<t)), summed over the whole vocabulary at each step;
+* k1:     log pi(y_t) - log ref(y_t)   (unbiased, can be negative on single tokens);
+* k3:     (r - 1) - log r              (unbiased, never negative, lower variance).
+
+Summed over a response's tokens (``sequence_sum``) each estimates the sequence-level KL.
 """
 
 from __future__ import annotations
 
 import torch
 from transformers import PreTrainedModel
+
+KL_ESTIMATORS = ("k1", "k3")
+
+# ---------------------------------------------------------------------------------------------
+# Masked reductions over response tokens (mask: 1 on real tokens, 0 on padding).
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Sum of ``x`` over the masked-in positions: all of them (``dim=None``, a scalar) or along ``dim``."""
+    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+
+
+def sequence_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, len] -> [batch]``: each response's sum over its real tokens (e.g. a sequence KL)."""
+    return masked_sum(x, mask, dim=-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean over the masked-in positions (all of them, or along ``dim``); 0 where nothing is masked in."""
+    return masked_sum(x, mask, dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Variance over all masked-in positions; ``unbiased`` applies Bessel's correction (as TRL's masked_var)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    if unbiased:
+        n = mask.sum()
+        var = var * n / (n - 1).clamp(min=1)
+    return var
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout helpers.
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -36,25 +79,59 @@ def response_mask(response_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor
     return (eos_before == 0).long()
 
 
-def response_logits(
-    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_start: int,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """``[batch, response_len, vocab]`` float32 logits / temperature predicting ``input_ids[:, response_start:]``."""
+# ---------------------------------------------------------------------------------------------
+# From logits.
+
+
+def response_slice(logits: torch.Tensor, response_start: int, temperature: float = 1.0) -> torch.Tensor:
+    """float32 ``logits / temperature`` at the columns that predict ``input_ids[:, response_start:]``.
+
+    ``logits`` cover prompt + response; the logits at column i predict token i + 1.
+    """
+    _check(response_start, temperature)
+    return logits[:, response_start - 1 : -1].float() / temperature
+
+
+def _check(response_start: int, temperature: float) -> None:
     if response_start < 1:
         raise ValueError(f"response_start must be >= 1 (the first response token needs a prompt token before it), got {response_start}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                use_cache=False)
-    logits = out.logits[:, response_start - 1 : -1].float()
-    return logits / temperature
 
 
 def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """log softmax(logits)[token] per position, without materialising the full log-softmax."""
     picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     return picked - logits.logsumexp(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) at each position: logsumexp(l) - sum(p * l)."""
+    probs = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+
+
+def logprobs_from_logits(logits: torch.Tensor, responses: torch.Tensor, response_start: int,
+                         temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of the response tokens and the entropy at each response position, both under
+    softmax(logits / temperature); ``logits`` cover prompt + response (``[batch, P+R, vocab]``)."""
+    logits = response_slice(logits, response_start, temperature)
+    return gather_logprobs(logits, responses), entropy_from_logits(logits)
+
+
+# ---------------------------------------------------------------------------------------------
+# From a model.
+
+
+def response_logits(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_start: int,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """``[batch, response_len, vocab]`` float32 logits / temperature predicting ``input_ids[:, response_start:]``."""
+    _check(response_start, temperature)  # before the forward pass
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                use_cache=False)
+    return response_slice(out.logits, response_start, temperature)
 
 
 def response_logprobs(
@@ -72,3 +149,30 @@ def response_log_softmax(
 ) -> torch.Tensor:
     """``[batch, response_len, vocab]`` full log-distribution at each response position (for exact KL)."""
     return response_logits(model, input_ids, attention_mask, response_start, temperature).log_softmax(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# KL(policy || reference).
+
+
+def exact_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """KL(pi || ref) at every position from full log-distributions ``[..., vocab]`` -> ``[...]``.
+
+    Clamped at 0: the true value is never negative, and float rounding on near-identical
+    distributions must not report a tiny negative divergence. Identical inputs give exactly 0.
+    """
+    return (logp.exp() * (logp - ref_logp)).sum(-1).clamp(min=0.0)
+
+
+def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(pi || ref) from the log-probs of tokens sampled from pi.
+
+    k1 = log pi - log ref: unbiased, high variance, negative on single tokens (its batch mean may dip
+    below 0). k3 = (r - 1) - log r with r = ref/pi: unbiased and always >= 0, lower variance.
+    """
+    log_ratio = logp - ref_logp
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r} (choose k1 or k3)")

@@ -10,8 +10,8 @@ import torch
 from rlhf.config import ConfigError
 from rlhf.ppo import core
 from rlhf.ppo.config import PPOConfig, PPOSizes
-from rlhf.ppo.rollout import truncate_after_stop
 from rlhf.ppo.trainer import prompt_indices
+from rlhf.sampling import truncate_after_stop
 
 EOS, PAD = 0, 1
 
@@ -44,17 +44,6 @@ def test_whiten_uses_only_real_tokens():
     torch.testing.assert_close(core.whiten(x, mask, shift_mean=False), t([3.0, 4.0, 5.0, 0.0]), atol=1e-6, rtol=0)
     torch.testing.assert_close(core.masked_mean(x, mask), torch.tensor(4.0))
     torch.testing.assert_close(core.masked_var(x, mask), torch.tensor(4.0))
-
-
-def test_kl_estimators():
-    logp, ref = torch.log(torch.tensor([0.5])), torch.log(torch.tensor([0.25]))
-    torch.testing.assert_close(core.kl_penalty(logp, ref, "k1"), torch.tensor([math.log(2)]))
-    # k3 = (q/p - 1) - log(q/p) = -0.5 + log 2
-    torch.testing.assert_close(core.kl_penalty(logp, ref, "k3"), torch.tensor([-0.5 + math.log(2)]))
-    # k1 is negative when the policy puts less mass than the reference on the token; k3 never is.
-    assert core.kl_penalty(ref, logp, "k1").item() < 0 < core.kl_penalty(ref, logp, "k3").item()
-    with pytest.raises(ValueError, match="k1 or k3"):
-        core.kl_penalty(logp, ref, "k2")
 
 
 def test_per_token_rewards_put_score_on_last_real_token():
@@ -105,10 +94,6 @@ def test_value_loss_clipping():
     torch.testing.assert_close(out.clipfrac, torch.tensor(0.0))
 
 
-def test_entropy_from_logits():
-    torch.testing.assert_close(core.entropy_from_logits(torch.zeros(1, 4)), torch.tensor([math.log(4)]))
-
-
 def test_kl_controllers():
     fixed = core.FixedKLController(0.1)
     fixed.update(100.0, 256)
@@ -141,3 +126,36 @@ def test_prompt_order_is_a_function_of_the_step():
     assert sorted(first[:6]) == list(range(6)) and sorted(first[6:]) == list(range(6))  # two full epochs
     assert prompt_indices(2, 4, 6, seed=0) == first[4:8]
     assert prompt_indices(1, 4, 6, seed=1) != prompt_indices(1, 4, 6, seed=0)
+
+
+def test_whiten_with_given_stats_uses_them_and_matches_whole_batch_whitening():
+    x, mask = t([2.0, 4.0, 6.0, 100.0], [8.0, 10.0, 0.0, 0.0]), t([1, 1, 1, 0], [1, 1, 0, 0])
+    # Global stats over the 5 real tokens: mean 6, unbiased var (16 + 4 + 0 + 4 + 16) / 4 = 10.
+    stats = (torch.tensor(6.0), torch.tensor(10.0))
+    whole = core.whiten(x, mask)
+    halves = torch.cat([core.whiten(x[:1], mask[:1], stats=stats), core.whiten(x[1:], mask[1:], stats=stats)])
+    torch.testing.assert_close(halves, whole)
+    torch.testing.assert_close(halves[0], (t([2.0, 4.0, 6.0, 6.0]) - 6.0)[0] / math.sqrt(10.0) * mask[0], atol=1e-6, rtol=0)
+    # Without stats each half would be whitened on its own statistics: different numbers.
+    assert not torch.allclose(core.whiten(x[:1], mask[:1]), whole[:1])
+    # shift_mean=False rescales only: (x - m) / s + m.
+    torch.testing.assert_close(core.whiten(x[1:], mask[1:], shift_mean=False, stats=stats),
+                               t([(8 - 6) / math.sqrt(10) + 6, (10 - 6) / math.sqrt(10) + 6, 0.0, 0.0]))
+
+
+def test_missing_eos_penalty_hits_only_responses_without_eos():
+    responses = torch.tensor([[5, EOS, PAD], [5, 6, 7], [EOS, PAD, PAD], [5, 6, 7]])
+    scores = torch.tensor([1.0, 1.0, -0.5, 2.0])
+    out = core.missing_eos_penalty(scores, responses, EOS, 1.0)
+    assert out.tolist() == [1.0, 0.0, -0.5, 1.0]
+    assert torch.equal(core.missing_eos_penalty(scores, responses, EOS, None), scores)
+
+
+def test_token_mean_over_micro_batches_is_the_minibatch_token_mean():
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    mask = t([1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0])
+    whole = core.masked_mean(x, mask)
+    n = mask.sum()
+    for size in (1, 2, 4):
+        parts = sum(core.token_mean(x[i : i + size], mask[i : i + size], n) for i in range(0, 4, size))
+        torch.testing.assert_close(parts, whole)

@@ -1,14 +1,4 @@
-"""Evaluation metrics as pure functions: KL to the reference, diversity, win rate, confidence intervals.
-
-KL conventions (Schulman, "Approximating KL Divergence", http://joschu.net/blog/kl-approx.html):
-with tokens y_t sampled from the policy pi and r = ref(y_t | .) / pi(y_t | .),
-
-* exact:  sum_t KL(pi(.|x,y<t) || ref(.|x,y<t)), summed over the whole vocabulary at each step;
-* k1:     sum_t log pi(y_t) - log ref(y_t)   (unbiased for the sequence KL, can be negative);
-* k3:     sum_t (r - 1) - log r              (unbiased, never negative, lower variance).
-
-All three take log-probs of the same temperature-scaled distributions (see rlhf.logprobs).
-"""
+"""Evaluation metrics as pure functions: diversity, win rate, confidence intervals (KL: ``rlhf.logprobs``)."""
 
 from __future__ import annotations
 
@@ -17,37 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 from scipy import stats
-
-
-# ---------------------------------------------------------------------------------------------
-# KL to the reference policy.
-
-
-def exact_kl_per_token(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """KL(pi || ref) at every position from full log-distributions ``[..., vocab]`` -> ``[...]``.
-
-    Clamped at 0: the true value is never negative, and float rounding on near-identical
-    distributions must not report a tiny negative divergence. Identical inputs give exactly 0.
-    """
-    return (logp.exp() * (logp - ref_logp)).sum(-1).clamp(min=0.0)
-
-
-def k1_per_token(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Sampled estimator log pi(y) - log ref(y) from the log-probs of the sampled tokens."""
-    return logp - ref_logp
-
-
-def k3_per_token(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Sampled estimator (r - 1) - log r with r = ref(y) / pi(y); >= 0 for every sample."""
-    log_r = ref_logp - logp
-    return torch.expm1(log_r) - log_r
-
-
-def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum over the last dim counting only ``mask == 1`` positions (the response tokens)."""
-    return (values * mask).sum(-1)
 
 
 # ---------------------------------------------------------------------------------------------

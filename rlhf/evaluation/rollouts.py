@@ -1,76 +1,81 @@
-"""Sample responses from a policy and measure, per response, its KL to the reference policy.
+"""Sample held-out prompts from a policy and score them: gold reward, optionally RM score and KL.
 
-Sampling keeps the generated token ids: the KL terms are computed on exactly the tokens the
-policy sampled (decoding and re-tokenizing the text could split it differently).
+The one helper behind every stage's end-of-stage metrics (SFT, reward, PPO, DPO) and the eval
+stage. KL terms are computed on exactly the token ids the policy sampled (never re-tokenised
+text), under the sampling temperature, against ``reference`` (see ``rlhf.logprobs``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 from dataclasses import dataclass, field
+from typing import Callable, ContextManager
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf.evaluation.metrics import exact_kl_per_token, k1_per_token, k3_per_token, masked_sum
-from rlhf.logprobs import response_log_softmax, response_mask
-from rlhf.sampling import SamplingConfig, encode_prompts
+from rlhf.logprobs import exact_kl, kl_estimate, response_log_softmax, sequence_sum
+from rlhf.sampling import SamplingConfig, join, sample_batches
+from rlhf.tasks.gold import gold_reward
 
 
 @dataclass
 class PolicySamples:
-    """One sampled response per prompt, with its per-sequence statistics (lists aligned with the prompts)."""
+    """Per-sample results, lists aligned with ``prompts`` (a prompt repeats once per sample)."""
 
+    prompts: list[str] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
+    tokens: list[list[int]] = field(default_factory=list)  # response ids up to and including EOS
     lengths: list[int] = field(default_factory=list)  # response tokens, the final EOS not counted
-    kl: list[float] = field(default_factory=list)  # exact sum_t KL(pi(.|x,y<t) || ref(.|x,y<t))
-    kl_k1: list[float] = field(default_factory=list)
-    kl_k3: list[float] = field(default_factory=list)
+    gold: list[float] = field(default_factory=list)
+    rm: list[float] | None = None  # normalized reward-model score, when a reward model was given
+    kl: list[float] | None = None  # exact sum_t KL(pi(.|x,y<t) || ref(.|x,y<t)), when a reference was given
+    kl_k1: list[float] | None = None
+    kl_k3: list[float] | None = None
+
+    def mean(self, name: str) -> float:
+        return statistics.fmean(getattr(self, name))
 
 
 @torch.no_grad()
-def sample_with_kl(
-    policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-    sampling: SamplingConfig, seed: int,
+def sample_and_score(
+    policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], sampling: SamplingConfig,
+    seed: int, *, num_samples: int = 1, reference: PreTrainedModel | None = None,
+    reference_context: Callable[[], ContextManager] = contextlib.nullcontext, reward_model=None,
+    progress: bool = False,
 ) -> PolicySamples:
-    """Sample one response per prompt from ``policy`` and score its KL to ``reference``.
+    """Sample ``num_samples`` responses per prompt from ``policy`` (``rlhf.sampling``, batch b under
+    seed + b) and score them; with ``reference`` also the exact, k1 and k3 KL of each sample.
 
-    Batch ``b`` is sampled under seed ``seed + b``, so two policies see the same random numbers
-    batch for batch whatever the lengths of earlier batches, and a model compared with itself
-    gives identical samples and a KL of exactly 0.
+    ``reference_context`` is entered around the reference's forward pass: for a LoRA policy whose
+    disabled adapter is the reference, pass the policy and its ``disable_adapter``. A policy
+    compared with itself gives identical log-probs and a KL of exactly 0.
     """
-    policy.eval()
-    reference.eval()
-    device = next(policy.parameters()).device
-    devices = [device] if device.type == "cuda" else []
     out = PolicySamples()
-    for b, start in enumerate(range(0, len(prompts), sampling.batch_size)):
-        enc = encode_prompts(tokenizer, prompts[start : start + sampling.batch_size], device)
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed + b)
-            # Plain temperature sampling (top_k=0 overrides generate's default of 50), so the samples
-            # come from softmax(logits / T), the distribution the KL below is measured on.
-            sequences = policy.generate(
-                **enc, do_sample=True, temperature=sampling.temperature, top_k=0, top_p=1.0,
-                max_new_tokens=sampling.max_new_tokens, use_cache=True,
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            )
-        prompt_width = enc["input_ids"].shape[1]
-        response = sequences[:, prompt_width:]
-        mask = response_mask(response, tokenizer.eos_token_id)
-        attention_mask = torch.cat([enc["attention_mask"], mask], dim=1)
-        # Both forward passes see the same batch, so identical weights give bit-identical log-probs.
-        logp = response_log_softmax(policy, sequences, attention_mask, prompt_width, sampling.temperature)
-        ref_logp = response_log_softmax(reference, sequences, attention_mask, prompt_width,
-                                        sampling.temperature)
-        token_logp = logp.gather(-1, response.unsqueeze(-1)).squeeze(-1)
-        token_ref_logp = ref_logp.gather(-1, response.unsqueeze(-1)).squeeze(-1)
-
-        out.kl += masked_sum(exact_kl_per_token(logp, ref_logp), mask).tolist()
-        out.kl_k1 += masked_sum(k1_per_token(token_logp, token_ref_logp), mask).tolist()
-        out.kl_k3 += masked_sum(k3_per_token(token_logp, token_ref_logp), mask).tolist()
-        eos = ((response == tokenizer.eos_token_id) & mask.bool()).sum(-1)
-        out.lengths += (mask.sum(-1) - eos).tolist()
-        out.responses += [
-            tokenizer.decode(row[keep.bool()], skip_special_tokens=True) for row, keep in zip(response, mask)
-        ]
+    if reference is not None:
+        out.kl, out.kl_k1, out.kl_k3 = [], [], []
+        reference.eval()
+    for batch in sample_batches(policy, tokenizer, prompts, sampling, seed=seed, num_samples=num_samples,
+                                progress=progress):
+        out.prompts += batch.prompts
+        out.responses += batch.texts
+        out.tokens += [row[keep.bool()].tolist() for row, keep in zip(batch.responses, batch.mask)]
+        eos = ((batch.responses == tokenizer.eos_token_id) & batch.mask.bool()).sum(-1)
+        out.lengths += (batch.mask.sum(-1) - eos).tolist()
+        if reference is None:
+            continue
+        args = (batch.query_responses, batch.attention_mask, batch.context_length, sampling.temperature)
+        logp = response_log_softmax(policy, *args)
+        with reference_context():
+            ref_logp = response_log_softmax(reference, *args)
+        token_logp = logp.gather(-1, batch.responses.unsqueeze(-1)).squeeze(-1)
+        token_ref_logp = ref_logp.gather(-1, batch.responses.unsqueeze(-1)).squeeze(-1)
+        out.kl += sequence_sum(exact_kl(logp, ref_logp), batch.mask).tolist()
+        out.kl_k1 += sequence_sum(kl_estimate(token_logp, token_ref_logp, "k1"), batch.mask).tolist()
+        out.kl_k3 += sequence_sum(kl_estimate(token_logp, token_ref_logp, "k3"), batch.mask).tolist()
+    texts = [join(p, r) for p, r in zip(out.prompts, out.responses)]
+    out.gold = gold_reward(texts)
+    if reward_model is not None:
+        out.rm = reward_model.score(texts).tolist()
     return out

@@ -35,7 +35,7 @@ class PPOConfig:
     lr_scheduler_type: str = option(
         "linear", "transformers scheduler name over the PPO steps: linear (anneal to 0, CleanRL "
         "anneal_lr), constant, cosine")
-    warmup_steps: int = option(0, "scheduler warmup in PPO optimizer steps")
+    warmup_steps: int = option(0, "scheduler warmup in PPO steps (the schedule advances once per PPO step, not per optimizer step)")
     weight_decay: float = option(0.0, "AdamW weight decay")
     adam_eps: float = option(1e-5, "AdamW epsilon (CleanRL/OpenAI baselines use 1e-5)")
     max_grad_norm: float = option(1.0, "clip the global gradient norm (CleanRL 0.5, TRL 1.0)")
@@ -78,7 +78,7 @@ class PPOConfig:
         "logits and values); 'separate': a critic initialised from the reward model (TRL's default, "
         + REFS + ")")
     # --- bookkeeping --------------------------------------------------------------------------
-    seed: int = option(0, "seed; process r uses seed + r for sampling so ranks draw different samples")
+    seed: int = option(0, "seed; rollout sampling at step s on process r is seeded from (seed, s, r): ranks differ, resumes repeat")
     log_every: int = option(1, "log metrics every N PPO steps")
     sample_table_every: int = option(10, "write a table of samples every N PPO steps (0 = never)")
     num_sample_rows: int = option(8, "rows in each sample table")

@@ -15,22 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    return masked_sum(x, mask, dim) / mask.sum(dim).clamp(min=1)
-
-
-def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    if unbiased:  # Bessel's correction, as TRL's masked_var
-        n = mask.sum()
-        var = var * n / (n - 1).clamp(min=1)
-    return var
+from rlhf.logprobs import kl_estimate, masked_mean, masked_sum, masked_var
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
@@ -48,19 +33,13 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: fl
     return out * mask
 
 
-def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
-    """Per-token estimate of KL(policy || ref) from tokens sampled from the policy.
-
-    k1 = log p - log q: unbiased, high variance, negative on single tokens (its batch mean may dip
-    below 0). k3 = (r - 1) - log r with r = q/p: unbiased and always >= 0, lower variance
-    (Schulman 2020, http://joschu.net/blog/kl-approx.html).
-    """
-    log_ratio = logprobs - ref_logprobs
-    if estimator == "k1":
-        return log_ratio
-    if estimator == "k3":
-        return torch.expm1(-log_ratio) + log_ratio
-    raise ValueError(f"unknown KL estimator {estimator!r} (choose k1 or k3)")
+def missing_eos_penalty(scores: torch.Tensor, responses: torch.Tensor, eos_token_id: int,
+                        penalty: float | None) -> torch.Tensor:
+    """Scores minus ``penalty`` for each response without an EOS token (truncated at the length limit)."""
+    if penalty is None:
+        return scores
+    has_eos = (responses == eos_token_id).any(1)
+    return scores - penalty * (~has_eos).to(scores.dtype)
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -72,9 +51,10 @@ def per_token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs
                       mask: torch.Tensor, kl_coef: float, estimator: str = "k1"):
     """Ziegler et al.'s shaped reward: -kl_coef * KL on every token, plus the score on the last one.
 
-    Returns (rewards, non_score_reward, kl), all zero on padding.
+    ``estimator``: k1 or k3 (``rlhf.logprobs.kl_estimate``). Returns (rewards, non_score_reward, kl),
+    all zero on padding.
     """
-    kl = kl_penalty(logprobs, ref_logprobs, estimator) * mask
+    kl = kl_estimate(logprobs, ref_logprobs, estimator) * mask
     non_score_reward = -kl_coef * kl
     rewards = non_score_reward.clone()
     rows = torch.arange(rewards.shape[0], device=rewards.device)
@@ -111,17 +91,26 @@ class LossStats:
     ratio: torch.Tensor | None = None
 
 
-def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, cliprange: float) -> LossStats:
-    """PPO's clipped surrogate (to minimise), averaged over real tokens.
+def token_mean(x: torch.Tensor, mask: torch.Tensor, num_tokens: torch.Tensor | None) -> torch.Tensor:
+    """Mean over real tokens; with ``num_tokens`` this micro-batch's share of the mean over a larger
+    batch: sum here / num_tokens there. Summed over a minibatch's micro-batches (and processes) with
+    ``num_tokens`` = the minibatch's token count, it is the minibatch token mean whatever the split,
+    so gradient accumulation gives the same gradient for any micro-batch size (variable lengths too)."""
+    return masked_mean(x, mask) if num_tokens is None else masked_sum(x, mask) / num_tokens.clamp(min=1)
 
-    approxkl = 0.5 * mean((log ratio)^2), the k2 estimate of KL(old || new) that CleanRL/TRL log.
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                mask: torch.Tensor, cliprange: float, num_tokens: torch.Tensor | None = None) -> LossStats:
+    """PPO's clipped surrogate (to minimise), averaged over real tokens (see ``token_mean``).
+
+    approxkl = 0.5 * mean((log ratio)^2), the k2 estimate of KL(old || new) that CleanRL/TRL log;
+    it and clipfrac are means over this micro-batch's tokens.
     """
     log_ratio = (logprobs - old_logprobs) * mask  # padding: ratio 1, never inf * 0
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    loss = token_mean(torch.max(unclipped, clipped), mask, num_tokens)
     with torch.no_grad():
         clipfrac = masked_mean((clipped > unclipped).float(), mask)
         approxkl = 0.5 * masked_mean(log_ratio ** 2, mask)
@@ -130,22 +119,17 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               cliprange_value: float) -> LossStats:
-    """Clipped value loss 0.5 * max((V - R)^2, (clip(V, V_old +- c) - R)^2), averaged over real tokens."""
+               cliprange_value: float, num_tokens: torch.Tensor | None = None) -> LossStats:
+    """Clipped value loss 0.5 * max((V - R)^2, (clip(V, V_old +- c) - R)^2), averaged over real tokens
+    (see ``token_mean``)."""
     values, old_values, returns = values * mask, old_values * mask, returns * mask
     clipped_values = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
     unclipped_loss = (values - returns) ** 2
     clipped_loss = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.max(unclipped_loss, clipped_loss), mask)
+    loss = 0.5 * token_mean(torch.max(unclipped_loss, clipped_loss), mask, num_tokens)
     with torch.no_grad():
         clipfrac = masked_mean((clipped_loss > unclipped_loss).float(), mask)
     return LossStats(loss, clipfrac)
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(logits) at each position: logsumexp(l) - sum(p * l)."""
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
 
 
 class FixedKLController:

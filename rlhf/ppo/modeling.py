@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from rlhf.logprobs import position_ids
+from rlhf.logprobs import logprobs_from_logits, position_ids
 
 
 class PolicyAndValue(nn.Module):
@@ -40,3 +40,14 @@ class PolicyAndValue(nn.Module):
                            use_cache=False).last_hidden_state
             values = self.critic.score(hidden)
         return out.logits, values.squeeze(-1).float()
+
+
+def response_outputs(model: nn.Module, query_responses: torch.Tensor, attention_mask: torch.Tensor,
+                     context_length: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logprobs, entropy, values), each ``[batch, response_len]``, from one forward of a PolicyAndValue
+    (or its DDP wrapper). ``values[:, t]`` is the value of the state before response token t: the
+    output at the column whose logits predict token t, which has seen the prompt and tokens < t only.
+    """
+    logits, values = model(query_responses, attention_mask)
+    logprobs, entropy = logprobs_from_logits(logits, query_responses[:, context_length:], context_length, temperature)
+    return logprobs, entropy, values[:, context_length - 1 : -1]

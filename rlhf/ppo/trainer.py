@@ -24,15 +24,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
 from rlhf.config import ConfigError
 from rlhf.hardware import autocast_dtype
-from rlhf.logprobs import response_logprobs
+from rlhf.logprobs import masked_mean, masked_sum, response_logprobs
 from rlhf.ppo import core
 from rlhf.ppo.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from rlhf.ppo.config import PPOConfig, PPOSizes
-from rlhf.ppo.modeling import PolicyAndValue
-from rlhf.ppo.rollout import Rollout, generate, logprobs_from_logits, truncate_after_stop
+from rlhf.ppo.modeling import PolicyAndValue, response_outputs
+from rlhf.ppo.rollout import Rollout
 from rlhf.ppo.tracking import Tracker
 from rlhf.reward_model import RewardModel
-from rlhf.sampling import encode_prompts, join
+from rlhf.sampling import SamplingConfig, concat, join, sample_batches
 from rlhf.tasks.gold import gold_reward
 
 # Options that change what is logged or saved, not the training itself: a resumed run may change them.
@@ -58,6 +58,12 @@ def prompt_indices(step: int, batch_size: int, num_prompts: int, seed: int) -> l
     return out
 
 
+def rollout_seed(seed: int, step: int, rank: int) -> int:
+    """Sampling seed of step ``step`` on process ``rank`` (batch b adds b, b < 101): a pure function of
+    the step, so a resumed run samples exactly what the uninterrupted run would have, and ranks differ."""
+    return seed * 1_000_003 + step * 10_007 + rank * 101
+
+
 def mixed_precision() -> str:
     dtype = autocast_dtype()
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
@@ -78,7 +84,7 @@ class PPOTrainer:
         self.sizes = PPOSizes.from_config(cfg, PartialState(cpu=cpu).num_processes)
         self.accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=self.sizes.grad_accum,
                                        mixed_precision=mixed_precision())
-        set_seed(cfg.seed, device_specific=True)  # seed + rank: every process samples differently
+        set_seed(cfg.seed, device_specific=True)  # seed + rank; rollouts seed themselves (rollout_seed)
         device = self.accelerator.device
         self.tokenizer, self.prompts, self.work_dir = tokenizer, prompts, Path(work_dir)
         self.stop_token_id = tokenizer.eos_token_id if cfg.stop_token == "eos" else None
@@ -113,8 +119,8 @@ class PPOTrainer:
     def _masked_stats(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Global masked mean and unbiased variance, so whitening does not depend on the split."""
         n = self._sum(mask.sum())
-        mean = self._sum(core.masked_sum(x, mask)) / n
-        var = self._sum(core.masked_sum((x - mean) ** 2, mask)) / (n - 1).clamp(min=1)
+        mean = self._sum(masked_sum(x, mask)) / n
+        var = self._sum(masked_sum((x - mean) ** 2, mask)) / (n - 1).clamp(min=1)
         return mean, var
 
     # ------------------------------------------------------------------------------------------
@@ -122,10 +128,7 @@ class PPOTrainer:
 
     def _forward(self, model: torch.nn.Module, query_responses, attention_mask, context_length):
         with self.accelerator.autocast():
-            logits, values = model(query_responses, attention_mask)
-        logprobs, entropy = logprobs_from_logits(logits, query_responses[:, context_length:], context_length,
-                                                 self.cfg.temperature)
-        return logprobs, entropy, values[:, context_length - 1 : -1]
+            return response_outputs(model, query_responses, attention_mask, context_length, self.cfg.temperature)
 
     def _ref_logprobs(self, unwrapped: PolicyAndValue, query_responses, attention_mask, context_length):
         def ref_forward(model):
@@ -147,39 +150,31 @@ class PPOTrainer:
         indices = prompt_indices(step, cfg.rollout_batch_size, len(self.prompts), cfg.seed)
         rank = acc.process_index
         prompts = [self.prompts[i] for i in indices[rank * sizes.local_rollout_batch : (rank + 1) * sizes.local_rollout_batch]]
-        enc = encode_prompts(self.tokenizer, prompts, acc.device)  # one padding width for the whole batch
-        context_length = enc["input_ids"].shape[1]
-        pad_id = self.tokenizer.pad_token_id
-
-        chunks = []
-        for lo in range(0, len(prompts), cfg.forward_batch_size):
-            q_ids, q_mask = enc["input_ids"][lo : lo + cfg.forward_batch_size], enc["attention_mask"][lo : lo + cfg.forward_batch_size]
-            with acc.autocast():
-                raw = generate(unwrapped.policy, q_ids, q_mask, cfg.response_length, cfg.temperature, cfg.do_sample,
-                               self.stop_token_id, pad_id)
-            chunks.append((q_ids, q_mask, *truncate_after_stop(raw, self.stop_token_id, pad_id)))
+        sampling = SamplingConfig(temperature=cfg.temperature, max_new_tokens=cfg.response_length,
+                                  batch_size=cfg.forward_batch_size)
+        with acc.autocast():
+            sampled = concat(sample_batches(unwrapped.policy, self.tokenizer, prompts, sampling,
+                                            seed=rollout_seed(cfg.seed, step, rank), stop_at_eos=self.stop_token_id is not None,
+                                            do_sample=cfg.do_sample), self.tokenizer.pad_token_id)
+        context_length = sampled.context_length
         timings["time/rollout"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("qr", "am", "resp", "mask", "lp", "ent", "val", "ref", "score")}
-        texts = []
-        for q_ids, q_mask, responses, mask in chunks:
-            query_responses = torch.cat([q_ids, responses], 1)
-            attention_mask = torch.cat([q_mask, mask], 1)
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("lp", "ent", "val", "ref", "score")}
+        for lo in range(0, len(prompts), cfg.forward_batch_size):
+            chunk = slice(lo, lo + cfg.forward_batch_size)
+            query_responses, attention_mask = sampled.query_responses[chunk], sampled.attention_mask[chunk]
             logprobs, entropy, values = self._forward(unwrapped, query_responses, attention_mask, context_length)
             ref_logprobs = self._ref_logprobs(unwrapped, query_responses, attention_mask, context_length)
-            responses_text = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
-            chunk_prompts = prompts[len(texts) : len(texts) + len(responses_text)]
-            texts.extend(responses_text)
-            scores = self.reward_model.score([join(p, r) for p, r in zip(chunk_prompts, responses_text)]).to(acc.device)
-            for key, value in zip(parts, (query_responses, attention_mask, responses, mask, logprobs, entropy, values,
-                                          ref_logprobs, scores)):
+            scores = self.reward_model.score([join(p, r) for p, r in zip(sampled.prompts[chunk], sampled.texts[chunk])])
+            for key, value in zip(parts, (logprobs, entropy, values, ref_logprobs, scores.to(acc.device))):
                 parts[key].append(value)
-        qr, am, responses, mask, logprobs, entropy, values, ref_logprobs, scores = (torch.cat(v) for v in parts.values())
+        logprobs, entropy, values, ref_logprobs, scores = (torch.cat(v) for v in parts.values())
+        qr, am, responses, mask, texts = (sampled.query_responses, sampled.attention_mask, sampled.responses,
+                                          sampled.mask, sampled.texts)
         mask = mask.float()
         has_eos = (responses == self.tokenizer.eos_token_id).any(1)
-        if cfg.missing_eos_penalty is not None:
-            scores = scores - cfg.missing_eos_penalty * (~has_eos).float()
+        scores = core.missing_eos_penalty(scores, responses, self.tokenizer.eos_token_id, cfg.missing_eos_penalty)
         self._check_finite(self._sum(scores.sum()), "reward-model score", step)
 
         rewards, non_score_reward, kl = core.per_token_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value,
@@ -221,14 +216,21 @@ class PPOTrainer:
             order = torch.randperm(sizes.local_rollout_batch, generator=generator).to(acc.device)
             epoch_approxkl = []
             for mb_start in range(0, sizes.local_rollout_batch, sizes.local_mini_batch):
+                # The loss is the minibatch's token mean over all processes: each micro-batch adds its
+                # masked sum / the minibatch's global token count (core.token_mean), so the gradient does
+                # not depend on the micro-batch split. accelerate divides the loss by grad_accum and DDP
+                # averages over processes; scaling by both makes the accumulated gradient that of the sum.
+                num_tokens = self._sum(batch.mask[order[mb_start : mb_start + sizes.local_mini_batch]].sum())
+                scale = acc.gradient_accumulation_steps * acc.num_processes
+                minibatch_losses = torch.zeros(2, device=acc.device)
                 for micro_start in range(mb_start, mb_start + sizes.local_mini_batch, cfg.micro_batch_size):
                     mb = batch[order[micro_start : micro_start + cfg.micro_batch_size]]
                     with acc.accumulate(self.model):
                         logprobs, entropy, values = self._forward(self.model, mb.query_responses, mb.attention_mask, ctx)
-                        pg = core.policy_loss(logprobs, mb.logprobs, mb.advantages, mb.mask, cfg.cliprange)
-                        vf = core.value_loss(values, mb.values, mb.returns, mb.mask, cfg.cliprange_value)
+                        pg = core.policy_loss(logprobs, mb.logprobs, mb.advantages, mb.mask, cfg.cliprange, num_tokens)
+                        vf = core.value_loss(values, mb.values, mb.returns, mb.mask, cfg.cliprange_value, num_tokens)
                         loss = pg.loss + cfg.vf_coef * vf.loss
-                        acc.backward(loss)
+                        acc.backward(loss * scale)
                         if acc.sync_gradients:
                             grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                             # Gradients are already averaged over processes: every rank sees the same norm.
@@ -237,18 +239,22 @@ class PPOTrainer:
                                 self._check_finite(torch.as_tensor(grad_norm), "loss/gradient", step)
                         self.optimizer.step()
                         self.optimizer.zero_grad()
-                    for key, value in zip(records, (pg.loss, vf.loss, pg.clipfrac, vf.clipfrac, pg.approxkl,
-                                                     core.masked_mean(entropy, mb.mask), pg.ratio)):
+                    minibatch_losses += torch.stack([pg.loss.detach().float(), vf.loss.detach().float()])
+                    for key, value in zip(("pg_clip", "vf_clip", "approxkl", "entropy", "ratio"),
+                                          (pg.clipfrac, vf.clipfrac, pg.approxkl, masked_mean(entropy, mb.mask), pg.ratio)):
                         records[key].append(value.detach().float())
                     epoch_approxkl.append(pg.approxkl.detach())
+                # This process's share of the minibatch losses; summed over processes when logged.
+                records["pg"].append(minibatch_losses[0])
+                records["vf"].append(minibatch_losses[1])
             if cfg.target_kl is not None and self._mean(torch.stack(epoch_approxkl)) > cfg.target_kl:
                 break  # CleanRL's early stop, decided on the all-process mean so every rank stops together
         ratios = torch.stack(records["ratio"])
         return {
             "policy/approxkl_avg": self._mean(torch.stack(records["approxkl"])),
             "policy/clipfrac_avg": self._mean(torch.stack(records["pg_clip"])),
-            "loss/policy_avg": self._mean(torch.stack(records["pg"])),
-            "loss/value_avg": self._mean(torch.stack(records["vf"])),
+            "loss/policy_avg": self._sum(torch.stack(records["pg"])).mean().item(),
+            "loss/value_avg": self._sum(torch.stack(records["vf"])).mean().item(),
             "val/clipfrac_avg": self._mean(torch.stack(records["vf_clip"])),
             "policy/entropy_avg": self._mean(torch.stack(records["entropy"])),
             "val/ratio": self._mean(ratios),

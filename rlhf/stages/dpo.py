@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from accelerate import PartialState
 from trl import DPOConfig, DPOTrainer
 
@@ -24,11 +23,10 @@ from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact,
 from rlhf.config import DataConfig, LoraConfig, option, trainer_args
 from rlhf.data import held_out_prompts
 from rlhf.hardware import precision_options
-from rlhf.logprobs import response_log_softmax
+from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import load_causal_lm, load_tokenizer, peft_config, save_model
-from rlhf.sampling import SamplingConfig, encode_prompts, join, sample
+from rlhf.sampling import SamplingConfig
 from rlhf.stages.reward import PAIR_COLUMNS, POLICY_KINDS, load_pairs
-from rlhf.tasks.gold import gold_reward
 
 KIND = "dpo"
 
@@ -73,41 +71,6 @@ def reference_of(trainer: DPOTrainer):
     return trainer.model, trainer.model.disable_adapter
 
 
-@torch.no_grad()
-def response_kl(policy, reference, reference_context, tokenizer, prompts: list[str], responses: list[str],
-                temperature: float = 1.0, batch_size: int = 32) -> torch.Tensor:
-    """KL(policy || reference) of each response: the exact per-token KL summed over the response tokens.
-
-    Contexts are the policy's own samples, so the mean over samples estimates the sequence-level KL.
-    Responses are re-tokenized from text (the sampler returns text), without the final EOS.
-    """
-    device = next(policy.parameters()).device
-    policy.eval()
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        enc = encode_prompts(tokenizer, prompts[start : start + batch_size], device)
-        tokenizer.padding_side = "right"
-        resp = tokenizer(responses[start : start + batch_size], return_tensors="pt", padding=True,
-                         add_special_tokens=False).to(device)
-        if resp["input_ids"].shape[1] == 0:
-            out.append(torch.zeros(len(resp["input_ids"])))
-            continue
-        ids = torch.cat([enc["input_ids"], resp["input_ids"]], 1)
-        mask = torch.cat([enc["attention_mask"], resp["attention_mask"]], 1)
-        width = enc["input_ids"].shape[1]
-        logp = response_log_softmax(policy, ids, mask, width, temperature)
-        with reference_context():
-            logq = response_log_softmax(reference, ids, mask, width, temperature)
-        per_token = (logp.exp() * (logp - logq)).sum(-1)
-        out.append((per_token * resp["attention_mask"]).sum(-1).cpu())
-    return torch.cat(out)
-
-
-def mean_gold(prompts: list[str], responses: list[str]) -> float:
-    rewards = gold_reward(join(p, r) for p, r in zip(prompts, responses))
-    return sum(rewards) / max(len(rewards), 1)
-
-
 def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     pairs = load_pairs(inputs["preferences"])
     policy_path = inputs["policy"].path
@@ -119,7 +82,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     # The SFT policy's samples, taken before training with the seed the DPO samples will use.
     model.to(PartialState().device)
     prompts = held_out_prompts(config.data, config.num_eval_prompts)
-    sft_responses = [r[0] for r in sample(model, tokenizer, prompts, config.sampling, seed=config.seed, progress=False)]
+    sft = sample_and_score(model, tokenizer, prompts, config.sampling, config.seed)
 
     work = work_dir(config)
     args = trainer_args(
@@ -135,11 +98,11 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     final_eval = trainer.evaluate()
 
     policy = trainer.model
-    dpo_responses = [r[0] for r in sample(policy, tokenizer, prompts, config.sampling, seed=config.seed, progress=False)]
     reference, reference_context = reference_of(trainer)
-    kl = response_kl(policy, reference, reference_context, tokenizer, prompts, dpo_responses,
-                     config.sampling.temperature)
-    gold_sft, gold_dpo = mean_gold(prompts, sft_responses), mean_gold(prompts, dpo_responses)
+    # Exact KL to the reference on the DPO policy's own sampled tokens (rlhf.logprobs).
+    dpo = sample_and_score(policy, tokenizer, prompts, config.sampling, config.seed, reference=reference,
+                           reference_context=reference_context)
+    gold_sft, gold_dpo = sft.mean("gold"), dpo.mean("gold")
 
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
         if trainer.accelerator.is_main_process:
@@ -149,7 +112,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
                 "adapter-disabled policy (no copy)" if trainer.ref_model is None else "separate frozen copy"
             )
             out.extra["samples"] = [
-                {"prompt": p, "sft": s, "dpo": d} for p, s, d in list(zip(prompts, sft_responses, dpo_responses))[:16]
+                {"prompt": p, "sft": s, "dpo": d} for p, s, d in list(zip(prompts, sft.responses, dpo.responses))[:16]
             ]
         train_logs = [e for e in trainer.state.log_history if "loss" in e]
         last = train_logs[-1] if train_logs else {}
@@ -164,7 +127,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             "eval/gold_reward": gold_dpo,
             "eval/gold_reward_sft": gold_sft,
             "eval/gold_reward_gain": gold_dpo - gold_sft,
-            "objective/kl": float(kl.mean()),
+            "objective/kl": dpo.mean("kl"),
             "train/steps": trainer.state.global_step,
             "train/pairs": len(pairs["train"]),
         })

@@ -18,11 +18,10 @@ from rlhf.data import held_out_prompts
 from rlhf.evaluation.metrics import Estimate, bootstrap_interval, distinct_n, t_interval, win_outcomes
 from rlhf.evaluation.plots import curve, frontier_plot, read_log_history, training_curves_plot
 from rlhf.evaluation.report import render_report
-from rlhf.evaluation.rollouts import PolicySamples, sample_with_kl
+from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
 from rlhf.models import load_causal_lm, load_tokenizer
 from rlhf.reward_model import RewardModel
-from rlhf.sampling import SamplingConfig, join
-from rlhf.tasks.gold import gold_reward
+from rlhf.sampling import SamplingConfig
 
 KIND = "eval"
 POLICY_KINDS = ("sft", "ppo", "dpo")
@@ -115,19 +114,18 @@ def _check_tokenizer(name: str, policy: Artifact, reference: Artifact, ref_token
                            f"tokenizer vocabularies differ ({len(tokenizer)} vs {len(ref_tokenizer)} tokens)")
 
 
-def _summary(samples: PolicySamples, gold: list[float], rm: list[float] | None, baseline_gold: list[float],
-             config: Config) -> dict:
+def _summary(samples: PolicySamples, baseline_gold: list[float], config: Config) -> dict:
     ci = lambda values: t_interval(values, config.confidence).as_dict()  # noqa: E731
     return {
-        "gold_reward": ci(gold),
-        "rm_score": ci(rm) if rm is not None else None,
+        "gold_reward": ci(samples.gold),
+        "rm_score": ci(samples.rm) if samples.rm is not None else None,
         "kl": ci(samples.kl),
         "kl_k1": ci(samples.kl_k1),
         "kl_k3": ci(samples.kl_k3),
         "response_length": ci(samples.lengths),
         "distinct_1": distinct_n(samples.responses, 1),
         "distinct_2": distinct_n(samples.responses, 2),
-        "win_rate": bootstrap_interval(win_outcomes(gold, baseline_gold), config.confidence,
+        "win_rate": bootstrap_interval(win_outcomes(samples.gold, baseline_gold), config.confidence,
                                        config.bootstrap_resamples, config.seed).as_dict(),
     }
 
@@ -145,16 +143,15 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     reference = load_causal_lm(ref_art.path).to(device).eval()
     reward_model = RewardModel.load(inputs["reward_model"].path, device) if "reward_model" in inputs else None
 
-    def score(responses: list[str]) -> tuple[list[float], list[float] | None]:
-        texts = [join(p, r) for p, r in zip(prompts, responses)]
-        return gold_reward(texts), reward_model.score(texts).tolist() if reward_model else None
+    def sample(policy) -> PolicySamples:
+        return sample_and_score(policy, tokenizer, prompts, config.sampling, config.seed, reference=reference,
+                                reward_model=reward_model)
 
     # The baseline for win rates: the reference's own samples under the same seeds (its KL to
     # itself is computed like any policy's). Samples are cached by artifact fingerprint: an
     # artifact with identical content (e.g. policies.sft = the reference) is sampled only once.
-    sampled = {ref_art.fingerprint: sample_with_kl(reference, reference, tokenizer, prompts, config.sampling, config.seed)}
+    sampled = {ref_art.fingerprint: sample(reference)}
     baseline = sampled[ref_art.fingerprint]
-    baseline_gold, _ = score(baseline.responses)
 
     metrics: dict = {
         "reference": {"path": str(ref_art.path), "fingerprint": ref_art.fingerprint},
@@ -169,18 +166,17 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             if policy.config.vocab_size != reference.config.vocab_size:
                 raise _vocab_error(name, art, ref_art, f"output vocab sizes differ "
                                    f"({policy.config.vocab_size} vs {reference.config.vocab_size})")
-            sampled[art.fingerprint] = sample_with_kl(policy, reference, tokenizer, prompts, config.sampling, config.seed)
+            sampled[art.fingerprint] = sample(policy)
             del policy
         samples = sampled[art.fingerprint]
-        gold, rm = score(samples.responses)
         metrics["policies"][name] = {"path": str(art.path), "kind": art.kind, "fingerprint": art.fingerprint,
-                                     **_summary(samples, gold, rm, baseline_gold, config)}
+                                     **_summary(samples, baseline.gold, config)}
         for i, prompt in enumerate(prompts):
             rows.append({
                 "policy": name, "prompt_id": f"test-{i}", "prompt": prompt, "response": samples.responses[i],
-                "gold_reward": gold[i], "rm_score": rm[i] if rm else None, "kl": samples.kl[i],
+                "gold_reward": samples.gold[i], "rm_score": samples.rm[i] if samples.rm else None, "kl": samples.kl[i],
                 "kl_k1": samples.kl_k1[i], "kl_k3": samples.kl_k3[i], "length": samples.lengths[i],
-                "reference_response": baseline.responses[i], "reference_gold_reward": baseline_gold[i],
+                "reference_response": baseline.responses[i], "reference_gold_reward": baseline.gold[i],
             })
         histories[name] = read_log_history(art.path / LOG_HISTORY)
 

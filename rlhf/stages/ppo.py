@@ -9,14 +9,14 @@ from typing import Callable
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option
-from rlhf.data import load_task
+from rlhf.data import held_out_prompts, load_task
+from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model, set_dropout
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.tracking import HISTORY_FILE, SAMPLES_FILE
 from rlhf.ppo.trainer import PPOTrainer
 from rlhf.reward_model import RewardModel
-from rlhf.sampling import SamplingConfig, join, sample
-from rlhf.tasks.gold import gold_reward
+from rlhf.sampling import SamplingConfig
 
 KIND = "ppo"
 
@@ -76,16 +76,15 @@ def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
 def evaluate(model, tokenizer, reward_model: RewardModel, prompts: list[str], cfg: PPOConfig) -> dict[str, float]:
     """Mean gold reward and reward-model score of one sample per held-out prompt."""
     sampling = SamplingConfig(temperature=cfg.temperature, max_new_tokens=cfg.response_length)
-    responses = [r[0] for r in sample(model, tokenizer, prompts, sampling, seed=cfg.seed, progress=False)]
-    texts = [join(p, r) for p, r in zip(prompts, responses)]
-    return {"gold_reward": sum(gold_reward(texts)) / len(texts), "score": reward_model.score(texts).mean().item()}
+    samples = sample_and_score(model, tokenizer, prompts, sampling, cfg.seed, reward_model=reward_model)
+    return {"gold_reward": samples.mean("gold"), "score": samples.mean("rm")}
 
 
 def run(config: Config, inputs: dict[str, Artifact],
         on_step_end: Callable[[int, PPOTrainer], None] | None = None) -> Artifact:
     trainer = build_trainer(config, inputs)
     acc = trainer.accelerator
-    eval_prompts = load_task(config.data)["test"]["prompt"][: config.eval_prompts]
+    eval_prompts = held_out_prompts(config.data, config.eval_prompts)
     metrics = {}
     if eval_prompts and acc.is_main_process:
         before = evaluate(trainer.policy(), trainer.tokenizer, trainer.reward_model, eval_prompts, config.ppo)

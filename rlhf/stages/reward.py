@@ -25,11 +25,11 @@ from trl import RewardConfig, RewardTrainer
 from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, option, trainer_args
 from rlhf.data import held_out_prompts
+from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
 from rlhf.reward_model import NORMALIZATION_FILE, SCORING_FILE, RewardModel
-from rlhf.sampling import SamplingConfig, join, sample
-from rlhf.tasks.gold import gold_reward
+from rlhf.sampling import SamplingConfig, join
 
 KIND = "reward"
 POLICY_KINDS = ("sft", "ppo", "dpo")
@@ -176,11 +176,10 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             (out.path / "calibration.json").write_text(json.dumps(table, indent=2))
             out.extra["calibration_table"] = markdown_table(table)
 
-            prompts, responses, raw = reference_scores(config, inputs["reference"], rm)
+            samples, raw = reference_scores(config, inputs["reference"], rm)
             mean, std = float(raw.mean()), float(raw.std().clamp(min=1e-6))
             (out.path / NORMALIZATION_FILE).write_text(json.dumps({"mean": mean, "std": std}))
-            gold = gold_reward(join(p, r) for p, r in zip(prompts, responses))
-            correlation = float(spearmanr(raw.numpy(), gold).statistic)
+            correlation = float(spearmanr(raw.numpy(), samples.gold).statistic)
             (out.path / "README.md").write_text(readme(config, final_eval, table, correlation, mean, std))
             out.metrics.update({
                 "eval/rewards/accuracies": float((margins > 0).mean()),
@@ -204,12 +203,10 @@ def reference_scores(config: Config, reference: Artifact, rm: RewardModel):
     """Raw scores of the reference policy's samples on held-out prompts (the normalization sample)."""
     policy = load_causal_lm(reference.path).to(next(rm.model.parameters()).device)
     prompts = held_out_prompts(config.data, config.num_eval_prompts)
-    samples = sample(policy, load_tokenizer(reference.path), prompts, config.sampling,
-                     num_samples=config.samples_per_prompt, seed=config.seed, progress=False)
-    prompts = [p for p, group in zip(prompts, samples) for _ in group]
-    responses = [r for group in samples for r in group]
+    samples = sample_and_score(policy, load_tokenizer(reference.path), prompts, config.sampling, config.seed,
+                               num_samples=config.samples_per_prompt)
     del policy
-    return prompts, responses, rm.raw_scores([join(p, r) for p, r in zip(prompts, responses)])
+    return samples, rm.raw_scores([join(p, r) for p, r in zip(samples.prompts, samples.responses)])
 
 
 def _last(log_history: list[dict], key: str) -> float | None:

@@ -12,11 +12,11 @@ from trl import SFTConfig, SFTTrainer
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, ModelConfig, option, trainer_args
-from rlhf.data import load_task
+from rlhf.data import held_out_prompts, load_task
+from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import build_tiny_gpt2, fit_embeddings, load_causal_lm, load_tokenizer, peft_config, save_model, set_dropout
-from rlhf.sampling import SamplingConfig, sample
-from rlhf.tasks.gold import gold_reward
+from rlhf.sampling import SamplingConfig
 from rlhf.tokenizer import train_tokenizer
 
 KIND = "sft"
@@ -85,12 +85,10 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             logs = work / "runs"
             if logs.is_dir():
                 shutil.copytree(logs, out.path / "logs", dirs_exist_ok=True)
-            prompts = data["test"]["prompt"][: config.num_samples]
-            responses = [r[0] for r in sample(trainer.model, tokenizer, prompts, config.sampling, seed=config.seed)]
-            rewards = gold_reward(p + r for p, r in zip(prompts, responses))
-            out.extra["samples"] = [
-                {"prompt": p, "response": r, "gold_reward": g} for p, r, g in zip(prompts, responses, rewards)
-            ]
+            samples = sample_and_score(trainer.model, tokenizer, held_out_prompts(config.data, config.num_samples),
+                                       config.sampling, config.seed, progress=True)
+            out.extra["samples"] = [{"prompt": p, "response": r, "gold_reward": g}
+                                    for p, r, g in zip(samples.prompts, samples.responses, samples.gold)]
         out.metrics.update({
             "eval/loss_initial": initial_eval_loss,
             "eval/loss": final_eval_loss,

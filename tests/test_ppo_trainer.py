@@ -1,0 +1,107 @@
+"""PPOTrainer pieces on a tiny random GPT-2 (no reward model needed): value alignment, gradient
+accumulation invariant to the micro-batch split, and the learning-rate schedule per PPO step."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from rlhf.ppo.config import PPOConfig
+from rlhf.ppo.modeling import PolicyAndValue, response_outputs
+from rlhf.ppo.rollout import Rollout
+from rlhf.ppo.trainer import PPOTrainer
+
+PAD, EOS, VOCAB, CONTEXT, RESPONSE = 0, 1, 20, 3, 5
+
+
+def tiny_policy() -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # as set_dropout(0) in PPO
+                                      eos_token_id=EOS, pad_token_id=PAD, bos_token_id=EOS))
+
+
+def tiny_trainer(tmp_path, **cfg) -> PPOTrainer:
+    policy = tiny_policy()
+    config = PPOConfig(**{"rollout_batch_size": 4, "mini_batch_size": 4, "micro_batch_size": 4, "total_episodes": 4,
+                          "num_ppo_epochs": 1, "max_grad_norm": 1e9, "learning_rate": 1e-3, "report_to": [],
+                          "checkpoint_every": 0, "sample_table_every": 0, **cfg})
+    return PPOTrainer(config, policy, copy.deepcopy(policy), SimpleNamespace(model=torch.nn.Linear(1, 1)),
+                      SimpleNamespace(pad_token_id=PAD, eos_token_id=EOS), ["unused"] * 4, tmp_path)
+
+
+def fake_rollout() -> Rollout:
+    """Four episodes with responses of 5, 1, 3 and 2 tokens and arbitrary old log-probs/values/advantages."""
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([5, 1, 3, 2])
+    mask = (torch.arange(RESPONSE)[None] < lengths[:, None]).float()
+    responses = torch.where(mask.bool(), torch.randint(2, VOCAB, (4, RESPONSE), generator=g), PAD)
+    query_responses = torch.cat([torch.randint(2, VOCAB, (4, CONTEXT), generator=g), responses], 1)
+    attention_mask = torch.cat([torch.ones(4, CONTEXT), mask], 1).long()
+    noise = lambda: torch.randn(4, RESPONSE, generator=g) * mask  # noqa: E731
+    return Rollout(query_responses, attention_mask, responses, mask, logprobs=noise() - 3.0, values=noise(),
+                   advantages=noise(), returns=noise(), context_length=CONTEXT)
+
+
+def record_optimizer_steps(trainer: PPOTrainer) -> list[tuple[torch.Tensor, float]]:
+    """(flat gradient, learning rate) at each real optimizer step."""
+    inner = trainer.optimizer.optimizer
+    step, seen = inner.step, []
+
+    def recording_step(*args, **kwargs):
+        params = [p for group in inner.param_groups for p in group["params"] if p.grad is not None]
+        seen.append((torch.cat([p.grad.flatten() for p in params]).clone(), inner.param_groups[0]["lr"]))
+        return step(*args, **kwargs)
+
+    inner.step = recording_step
+    return seen
+
+
+def test_value_at_t_is_the_value_of_the_state_before_response_token_t():
+    model = PolicyAndValue(tiny_policy())
+    torch.nn.init.normal_(model.value_head.weight)  # zero-initialised in training; any head will do here
+    batch = fake_rollout()
+    with torch.no_grad():
+        _, _, values = response_outputs(model, batch.query_responses, batch.attention_mask, CONTEXT, 1.0)
+        for t in range(RESPONSE):
+            # The state before token t: prompt + response tokens < t, nothing after.
+            prefix = batch.query_responses[:1, : CONTEXT + t]
+            _, prefix_values = model(prefix, torch.ones_like(prefix))
+            assert values[0, t].item() == pytest.approx(prefix_values[0, -1].item(), abs=1e-5)
+        # Changing token t changes values after t only.
+        changed = batch.query_responses.clone()
+        changed[0, CONTEXT + 2] = (changed[0, CONTEXT + 2] + 1) % VOCAB
+        _, _, values2 = response_outputs(model, changed, batch.attention_mask, CONTEXT, 1.0)
+    torch.testing.assert_close(values2[0, :3], values[0, :3])
+    assert not torch.allclose(values2[0, 3:], values[0, 3:])
+
+
+def test_gradient_does_not_depend_on_the_micro_batch_size(tmp_path):
+    grads = {}
+    for micro in (4, 2, 1):
+        trainer = tiny_trainer(tmp_path / str(micro), micro_batch_size=micro)
+        seen = record_optimizer_steps(trainer)
+        trainer.update(fake_rollout(), step=1)
+        assert len(seen) == 1  # one minibatch, one optimizer step, however many micro-batches
+        grads[micro] = seen[0][0]
+    assert grads[4].abs().max() > 0
+    torch.testing.assert_close(grads[2], grads[4], atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(grads[1], grads[4], atol=1e-6, rtol=1e-4)
+
+
+def test_learning_rate_follows_the_schedule_once_per_ppo_step(tmp_path):
+    # 5 PPO steps of 2 minibatches each; linear warmup over 2 PPO steps, then linear decay to 0.
+    trainer = tiny_trainer(tmp_path, total_episodes=20, mini_batch_size=2, micro_batch_size=1,
+                           lr_scheduler_type="linear", warmup_steps=2)
+    seen = record_optimizer_steps(trainer)
+    batch = fake_rollout()
+    trainer.rollout = lambda step: (batch, {"objective/kl": 0.0}, [], {})
+    history = trainer.train()
+    schedule = [0.0, 0.5e-3, 1e-3, 2e-3 / 3, 1e-3 / 3, 0.0]  # lr after k scheduler steps, by hand
+    assert [round(h["lr"], 12) for h in history] == [round(x, 12) for x in schedule[1:]]
+    # Both optimizer steps of PPO step k use the lr after k - 1 scheduler steps.
+    assert [round(lr, 12) for _, lr in seen] == [round(x, 12) for x in schedule[:5] for _ in range(2)]
