@@ -93,6 +93,7 @@ def test_gradient_does_not_depend_on_the_micro_batch_size(tmp_path):
     torch.testing.assert_close(grads[1], grads[4], atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")  # our recorder
 def test_learning_rate_follows_the_schedule_once_per_ppo_step(tmp_path):
     # 5 PPO steps of 2 minibatches each; linear warmup over 2 PPO steps, then linear decay to 0.
     trainer = tiny_trainer(tmp_path, total_episodes=20, mini_batch_size=2, micro_batch_size=1,

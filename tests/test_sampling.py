@@ -57,7 +57,7 @@ def test_saved_generation_settings_are_ignored_under_peft(model, tokenizer):
     from peft import LoraConfig, get_peft_model
 
     clean = _tokens(sample_batches(model, tokenizer, PROMPTS, CFG, seed=3))
-    wrapped = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["c_attn"], task_type="CAUSAL_LM"))
+    wrapped = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True, task_type="CAUSAL_LM"))
     wrapped.get_base_model().generation_config = GenerationConfig(suppress_tokens=list(range(3, 150)))
     assert _tokens(sample_batches(wrapped, tokenizer, PROMPTS, CFG, seed=3)) == clean  # LoRA B = 0: same model
 
