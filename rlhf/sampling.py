@@ -52,9 +52,11 @@ class SampledBatch:
 
 
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], device) -> dict[str, torch.Tensor]:
-    """Left-padded prompt batch: generation appends on the right, so every row ends at its prompt."""
-    tokenizer.padding_side = "left"
-    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    """Left-padded prompt batch: generation appends on the right, so every row ends at its prompt.
+
+    Per call (``padding_side=``): the tokenizer's own setting is left as it is."""
+    return tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                     add_special_tokens=False).to(device)
 
 
 def truncate_after_stop(responses: torch.Tensor, stop_token_id: int | None, pad_token_id: int):

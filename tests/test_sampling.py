@@ -10,7 +10,7 @@ from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.logprobs import response_logprobs, response_mask
-from rlhf.sampling import SamplingConfig, concat, sample, sample_batches
+from rlhf.sampling import SamplingConfig, concat, encode_prompts, sample, sample_batches
 from rlhf.tokenizer import train_tokenizer
 
 CORPUS = ["the film was great and the cast was lovely", "a dull plot, but the music was fine", "I loved it. Ten out of ten."]
@@ -47,7 +47,7 @@ def test_saved_generation_settings_are_ignored(model, tokenizer):
     assert _tokens(sample_batches(tuned, tokenizer, PROMPTS, CFG, seed=3)) == clean
     assert tuned.generation_config is saved  # restored after sampling
     # The test has teeth: generate() left alone applies those settings and samples other tokens.
-    enc = tokenizer(PROMPTS[:2], return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = encode_prompts(tokenizer, PROMPTS[:2], "cpu")
     torch.manual_seed(3)
     raw = tuned.generate(**enc, do_sample=True, max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
     assert all(t < 3 or t >= 150 for t in raw[:, enc["input_ids"].shape[1]:].flatten().tolist())
