@@ -11,7 +11,6 @@ from rlhf.config import ConfigError, load_config
 from rlhf.data import held_out_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import is_adapter, load_causal_lm, load_tokenizer
-from rlhf.sampling import SamplingConfig
 from rlhf.stage import run_stage
 from rlhf.stages import dpo
 
