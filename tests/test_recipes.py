@@ -143,8 +143,8 @@ SIZES = {
     "generate": ["num_prompts=8"],
     "preferences": ["test_fraction=0.25"],
     "reward": [*TRAINER_SIZES, "num_eval_prompts=4"],
-    "ppo": ["ppo.rollout_batch_size=4", "ppo.mini_batch_size=4", "ppo.micro_batch_size=4",
-            "ppo.forward_batch_size=4", "ppo.total_episodes=8", "ppo.report_to=[]", "eval_prompts=4"],
+    "ppo": ["rollout_batch_size=4", "mini_batch_size=4", "micro_batch_size=4",
+            "forward_batch_size=4", "total_episodes=8", "report_to=[]", "eval_prompts=4"],
     "dpo": [*TRAINER_SIZES, "num_eval_prompts=4"],
     "eval": ["num_prompts=4", "bootstrap_resamples=50"],
 }
