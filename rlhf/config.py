@@ -23,6 +23,8 @@ from typing import Any, ClassVar, Optional, TypeVar, Union
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from rlhf.resources import find_recipe
+
 T = TypeVar("T")
 
 
@@ -116,9 +118,11 @@ class DataConfig:
 
 
 def load_yaml(config_file: str | Path) -> Any:
-    path = Path(config_file)
+    """A YAML file, or a packaged recipe by name (``tiny/sft.yaml``, ``configs/tiny/sft.yaml``) from any directory."""
+    path = find_recipe(config_file)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
+        raise ConfigError(f"config file not found: {config_file} (pass an existing YAML file or a packaged recipe "
+                          "such as tiny/sft.yaml to --config)")
     try:
         return OmegaConf.load(path)
     except Exception as exc:  # yaml.YAMLError and friends
