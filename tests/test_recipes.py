@@ -208,8 +208,8 @@ def test_gpt2_imdb_recipes_run_end_to_end(stand_in, tmp_path):
     assert artifacts["dpo"].config["train"]["beta"] == 0.1
     assert artifacts["dpo"].config["train"]["optim"] == "rmsprop"
     assert artifacts["dpo"].config["train"]["learning_rate"] == 1e-6
-    assert artifacts["ppo"].config["ppo"]["kl_coef"] == 0.2 and artifacts["ppo"].config["ppo"]["adaptive_kl"]
-    assert artifacts["ppo"].config["ppo"]["learning_rate"] == 1.41e-5
+    assert artifacts["ppo"].config["kl_coef"] == 0.2 and artifacts["ppo"].config["adaptive_kl"]
+    assert artifacts["ppo"].config["learning_rate"] == 1.41e-5
     assert artifacts["reward"].config["train"]["center_rewards_coefficient"] == 0.01
     assert artifacts["preferences"].config["pairing"] == "all_pairs"
     # Two optimizer steps each, the stand-in's data and the recipe's prompt and response lengths.

@@ -7,6 +7,7 @@ gradient-accumulation steps differs. Derived values are computed once, in ``PPOS
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -89,6 +90,12 @@ class PPOConfig:
     checkpoint_every: int = option(50, "save a resumable checkpoint every N PPO steps (0 = never)", hashed=False)
     report_to: list[str] = option(["tensorboard"], "trackers: tensorboard, wandb (if installed); [] or [none] = console only",
                                   hashed=False)
+
+    @classmethod
+    def of(cls, config: "PPOConfig") -> "PPOConfig":
+        """Only the PPO hyperparameters of a config that extends this one (the PPO stage's paths and
+        data stay out of the trainer and its checkpoints, so a moved run still resumes)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)

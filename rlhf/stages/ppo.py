@@ -70,7 +70,7 @@ def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
         if model is not None:
             set_dropout(model, 0.0)
     prompts = load_task(config.data)["train"]["prompt"]
-    return PPOTrainer(config, policy, ref_policy, reward_model, tokenizer, prompts, work_dir(config), critic)
+    return PPOTrainer(PPOConfig.of(config), policy, ref_policy, reward_model, tokenizer, prompts, work_dir(config), critic)
 
 
 def evaluate(model, tokenizer, reward_model: RewardModel, prompts: list[str], cfg: PPOConfig) -> dict[str, float]:
