@@ -161,9 +161,9 @@ def _unknown_key_message(cls: type, exc: ConfigKeyError) -> str:
     choices = [f.name for f in dataclasses.fields(section)] if section else []
     close = difflib.get_close_matches(leaf, choices, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    if len(choices) > 30:  # a trainer section: TRL's ~150 options would not fit on one line
-        where = f"{section.target.__name__} option" if hasattr(section, "target") else "key"
-        return f"unknown config key '{full_key}'.{hint} Run with --help to list every {where}."
+    if section is not None and issubclass(section, TrainerOptions):  # ~150 options: too many for one line
+        return (f"unknown config key '{full_key}': not an option of {section.target.__name__}.{hint} "
+                "The stage's --help lists every option (e.g. python -m pipelines.sft --help).")
     return f"unknown config key '{full_key}'.{hint} Valid keys{' in ' + parent if parent else ''}: {', '.join(choices)}"
 
 
