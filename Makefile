@@ -13,11 +13,12 @@ export TRANSFORMERS_VERBOSITY := error
 
 .PHONY: demo test venv browser clean
 
-# torch first, from its pin (an unpinned torch pulls a multi-GB CUDA build), then the exact lock.
+# torch first, pinned by constraints.txt (an unpinned torch pulls a multi-GB CUDA build), then the
+# exact lock; pyproject.toml only states ranges, so the package itself goes in with --no-deps.
 $(VENV)/.installed: pyproject.toml requirements.lock constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip==26.3 setuptools==84.2.1
-	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt torch
 	$(PIP) install -c constraints.txt -r requirements.lock
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@

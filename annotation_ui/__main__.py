@@ -8,6 +8,7 @@ import sys
 from annotation_ui.app import AppConfig, build_app, launch_kwargs
 from annotation_ui.storage import LabelStore, items_from_candidates
 from annotation_ui.users import load_users
+from rlhf.resources import GUIDELINES
 
 
 def import_candidates(store: LabelStore, path: str) -> int:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--admins", default="", help="comma-separated admin names (or an 'admins' list in --users)")
     p.add_argument("--no-auth", action="store_true", help="no sign-in; every label is recorded as 'anonymous'")
     p.add_argument("--overlap", type=int, default=1, help="distinct annotators per item")
-    p.add_argument("--guidelines", default="docs/annotation_guidelines.md", help="Markdown shown in the app")
+    p.add_argument("--guidelines", default=str(GUIDELINES), help="Markdown shown in the app (default: the packaged guide)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=7860)
     args = p.parse_args(argv)

@@ -28,16 +28,16 @@ def measure(run_dir: str, batch_size: int, length: int, steps: int) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(ppo.Config, "configs/tiny/ppo.yaml", [
             f"run_dir={tmp}", f"policy={run_dir}/sft", f"reward_model={run_dir}/reward",
-            f"ppo.rollout_batch_size={batch_size}", f"ppo.mini_batch_size={batch_size}",
-            f"ppo.micro_batch_size={min(batch_size, 32)}", f"ppo.total_episodes={batch_size * steps}",
-            f"ppo.response_length={length}", "ppo.checkpoint_every=0", "ppo.report_to=[]",
-            "ppo.sample_table_every=0",
+            f"rollout_batch_size={batch_size}", f"mini_batch_size={batch_size}",
+            f"micro_batch_size={min(batch_size, 32)}", f"total_episodes={batch_size * steps}",
+            f"response_length={length}", "checkpoint_every=0", "report_to=[]",
+            "sample_table_every=0",
         ])
         trainer = ppo.build_trainer(config, open_inputs(ppo, config))
         history = trainer.train()
     rows = history[1:] if len(history) > 1 else history
     mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
-    epochs = config.ppo.num_ppo_epochs
+    epochs = config.num_ppo_epochs
     tokens = batch_size * mean("val/response_length")
     peak_mb = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20

@@ -1,7 +1,7 @@
 """python -m pipelines.run --config configs/tiny/pipeline.yaml [--from STAGE] [--annotate] [key=value ...]
 
 The whole chain, skipping stages whose artifacts are up to date. Override any stage's field with
-its section prefix, e.g. ``ppo.ppo.learning_rate=1e-5`` or ``run_dir=runs/exp2``.
+its section prefix, e.g. ``ppo.learning_rate=1e-5`` or ``run_dir=runs/exp2``.
 """
 
 from __future__ import annotations

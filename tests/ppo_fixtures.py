@@ -95,7 +95,7 @@ def build_reward_artifact(sft: Artifact, path: str | Path | None = None,
 
 
 # Small, fast settings on top of configs/tiny/ppo.yaml (the data subset matches the sft_artifact fixture).
-TEST_OVERRIDES = ["data.num_examples=1500", "data.max_test_examples=64", "ppo.report_to=[]", "eval_prompts=32"]
+TEST_OVERRIDES = ["data.num_examples=1500", "data.max_test_examples=64", "report_to=[]", "eval_prompts=32"]
 
 
 def ppo_config(run_dir, sft: Artifact, reward: Artifact, *extra: str):
@@ -116,9 +116,9 @@ def state_dict_diff(path_a: str | Path, path_b: str | Path) -> float:
 # Deterministic rollouts (greedy, fixed length) so 1 and 2 processes see the same global batch;
 # one minibatch per epoch so its gradient is the same mean whatever the split into micro-batches.
 DISTRIBUTED_OVERRIDES = [
-    "ppo.do_sample=false", "ppo.stop_token=null", "ppo.total_episodes=48", "ppo.rollout_batch_size=16",
-    "ppo.mini_batch_size=16", "ppo.micro_batch_size=4", "ppo.num_ppo_epochs=2", "ppo.response_length=16",
-    "ppo.checkpoint_every=0", "ppo.lr_scheduler_type=constant", "eval_prompts=0",
+    "do_sample=false", "stop_token=null", "total_episodes=48", "rollout_batch_size=16",
+    "mini_batch_size=16", "micro_batch_size=4", "num_ppo_epochs=2", "response_length=16",
+    "checkpoint_every=0", "lr_scheduler_type=constant", "eval_prompts=0",
 ]
 
 

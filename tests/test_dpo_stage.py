@@ -72,4 +72,4 @@ def test_bad_inputs_are_clear_errors(tmp_path, sft_artifact):
     with pytest.raises(ArtifactError, match="preferences artifact is needed"):
         run_stage(dpo, config, log=lambda _: None)
     with pytest.raises(ConfigError, match="unknown config key 'train.betta'.*beta"):
-        dpo.trainer_args(dpo.DPOConfig, {"betta": 0.1})
+        dpo_config(tmp_path, sft_artifact, sft_artifact, "train.betta=0.1")

@@ -16,9 +16,9 @@ MINIATURE = [
     "generate.num_prompts=12", "generate.num_candidates=3", "generate.sampling.max_new_tokens=12",
     "reward.train.max_steps=3", "reward.num_eval_prompts=4", "reward.samples_per_prompt=1",
     "reward.sampling.max_new_tokens=12",
-    "ppo.ppo.total_episodes=16", "ppo.ppo.rollout_batch_size=8", "ppo.ppo.mini_batch_size=8",
-    "ppo.ppo.micro_batch_size=8", "ppo.ppo.num_ppo_epochs=1", "ppo.ppo.response_length=12", "ppo.eval_prompts=4",
-    "ppo.ppo.report_to=[]",
+    "ppo.total_episodes=16", "ppo.rollout_batch_size=8", "ppo.mini_batch_size=8",
+    "ppo.micro_batch_size=8", "ppo.num_ppo_epochs=1", "ppo.response_length=12", "ppo.eval_prompts=4",
+    "ppo.report_to=[]",
     "dpo.train.max_steps=2", "dpo.num_eval_prompts=4", "dpo.sampling.max_new_tokens=12",
     "eval.num_prompts=4", "eval.sampling.max_new_tokens=12", "eval.bootstrap_resamples=50",
 ]
@@ -65,6 +65,22 @@ def test_second_run_skips_every_stage_and_from_reruns_the_tail(finished_run):
 
 
 @pytest.mark.slow
+def test_moved_run_with_other_bookkeeping_skips_every_stage(tmp_path, finished_run):
+    """A run directory copied elsewhere, re-run there with other resume/logging settings: nothing re-trains."""
+    import shutil
+
+    source_dir, artifacts, _ = finished_run
+    moved = tmp_path / "moved"
+    shutil.copytree(source_dir, moved)
+    bookkeeping = ["sft.resume=false", "ppo.resume=false", "sft.train.logging_steps=1", "dpo.train.report_to=[tensorboard]",
+                   "ppo.log_every=2", "ppo.checkpoint_every=1"]
+    logs = []
+    again = run_pipeline(miniature_config(moved, *bookkeeping), log=logs.append)
+    assert sum("up to date, skipped" in line for line in logs) == len(STAGES)
+    assert all(art.path.parent == moved for art in again.values())
+
+
+@pytest.mark.slow
 def test_killed_run_resumes_where_it_stopped(tmp_path, monkeypatch, finished_run):
     """Kill the run in the reward stage; the re-run skips what finished and completes the rest."""
     source_dir, _, _ = finished_run
@@ -93,8 +109,8 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, monkeypatch, finished_run
 def test_pipeline_config_errors():
     with pytest.raises(ConfigError, match="unknown stage.*ppx"):
         load_pipeline_config("configs/tiny/pipeline.yaml", ["stages=[sft,ppx]"])
-    with pytest.raises(ConfigError, match=r"ppo\.ppo\.learnin_rate"):
-        load_pipeline_config("configs/tiny/pipeline.yaml", ["ppo.ppo.learnin_rate=1"])
+    with pytest.raises(ConfigError, match=r"ppo\.learnin_rate"):
+        load_pipeline_config("configs/tiny/pipeline.yaml", ["ppo.learnin_rate=1"])
     with pytest.raises(ConfigError, match="--from eval: not one of the configured stages"):
         run_pipeline(load_pipeline_config(None, ["stages=[sft]"]), from_stage="eval")
 
@@ -105,7 +121,7 @@ def test_every_section_follows_the_pipeline_run_dir(tmp_path):
     assert config.ppo.reward_model == f"{tmp_path}/reward"
     assert config.eval.policies["dpo"] == f"{tmp_path}/dpo"
     # the stage recipes were loaded into their sections
-    assert config.ppo.ppo.kl_coef == pytest.approx(0.1)
+    assert config.ppo.kl_coef == pytest.approx(0.1)
 
 
 def test_cli_prints_resolved_config():

@@ -43,7 +43,7 @@ def test_two_processes_match_one(tmp_path, sft_artifact):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(result.read_text())
     assert report["world_size"] == 2
-    steps = single_config.ppo.total_episodes // single_config.ppo.rollout_batch_size
+    steps = single_config.total_episodes // single_config.rollout_batch_size
     assert report["rank_diffs"] == [0.0] * steps  # DDP keeps the replicas bit-identical
 
     two = tmp_path / "two" / "ppo"

@@ -56,7 +56,7 @@ def test_ppo_raises_gold_reward_with_bounded_kl(tmp_path, sft_artifact, reward_f
     print(f"{reward_fixture}: held-out gold reward sft {before:.3f} -> ppo {after:.3f}; metrics {artifact.metrics}")
     assert after - before > MIN_GOLD_GAIN
     history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]
-    assert len(history) == config.ppo.total_episodes // config.ppo.rollout_batch_size
+    assert len(history) == config.total_episodes // config.rollout_batch_size
     assert all(0 <= row["objective/kl"] < MAX_KL for row in history[1:])
     assert history[-1]["objective/scores"] > history[0]["objective/scores"]
     assert artifact.metrics["eval/score"] > artifact.metrics["eval/score_initial"]
@@ -65,8 +65,8 @@ def test_ppo_raises_gold_reward_with_bounded_kl(tmp_path, sft_artifact, reward_f
 
 @pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted_run(tmp_path, sft_artifact, reward_artifact):
-    overrides = ["ppo.total_episodes=128", "ppo.rollout_batch_size=32", "ppo.mini_batch_size=16",
-                 "ppo.micro_batch_size=8", "ppo.num_ppo_epochs=2", "ppo.checkpoint_every=2", "eval_prompts=0"]
+    overrides = ["total_episodes=128", "rollout_batch_size=32", "mini_batch_size=16",
+                 "micro_batch_size=8", "num_ppo_epochs=2", "checkpoint_every=2", "eval_prompts=0"]
     straight = run_ppo(ppo_config(tmp_path / "a", sft_artifact, reward_artifact, *overrides))
 
     class Killed(Exception):
@@ -115,9 +115,9 @@ def nan_from_second_call(fn):
     ("loss", "non-finite loss/gradient at PPO step 2"),
 ])
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, sft_artifact, reward_artifact, monkeypatch, broken, message):
-    config = ppo_config(tmp_path, sft_artifact, reward_artifact, "ppo.total_episodes=96", "ppo.rollout_batch_size=32",
-                        "ppo.mini_batch_size=32", "ppo.micro_batch_size=32", "ppo.num_ppo_epochs=1",
-                        "ppo.checkpoint_every=1", "eval_prompts=0")
+    config = ppo_config(tmp_path, sft_artifact, reward_artifact, "total_episodes=96", "rollout_batch_size=32",
+                        "mini_batch_size=32", "micro_batch_size=32", "num_ppo_epochs=1",
+                        "checkpoint_every=1", "eval_prompts=0")
     if broken == "score":
         monkeypatch.setattr(RewardModel, "score", nan_from_second_call(RewardModel.score))
     else:
@@ -132,8 +132,8 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, sft_artifact, reward
 
 
 def test_lora_uses_the_disabled_adapter_as_reference_and_saves_a_merged_policy(tmp_path, sft_artifact, reward_artifact):
-    config = ppo_config(tmp_path, sft_artifact, reward_artifact, "lora.enabled=true", "ppo.learning_rate=1e-3",
-                        "ppo.total_episodes=64", "ppo.rollout_batch_size=32", "eval_prompts=0")
+    config = ppo_config(tmp_path, sft_artifact, reward_artifact, "lora.enabled=true", "learning_rate=1e-3",
+                        "total_episodes=64", "rollout_batch_size=32", "eval_prompts=0")
     artifact = run_ppo(config)
     history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]
     assert history[0]["objective/kl"] == 0.0  # adapters start as the identity: policy == reference
@@ -143,11 +143,11 @@ def test_lora_uses_the_disabled_adapter_as_reference_and_saves_a_merged_policy(t
 
 
 def test_separate_critic_and_target_kl_early_stop(tmp_path, sft_artifact, reward_artifact):
-    config = ppo_config(tmp_path, sft_artifact, reward_artifact, "ppo.value_model=separate", "ppo.target_kl=1e-4",
-                        "ppo.kl_estimator=k3", "ppo.adaptive_kl=true", "ppo.total_episodes=64",
-                        "ppo.rollout_batch_size=32", "eval_prompts=0")
+    config = ppo_config(tmp_path, sft_artifact, reward_artifact, "value_model=separate", "target_kl=1e-4",
+                        "kl_estimator=k3", "adaptive_kl=true", "total_episodes=64",
+                        "rollout_batch_size=32", "eval_prompts=0")
     artifact = run_ppo(config)
     history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]
-    assert all(row["policy/epochs"] < config.ppo.num_ppo_epochs for row in history)
+    assert all(row["policy/epochs"] < config.num_ppo_epochs for row in history)
     assert history[1]["objective/kl"] >= 0  # k3 is never negative
-    assert history[1]["objective/kl_coef"] != config.ppo.kl_coef  # the adaptive controller moved it
+    assert history[1]["objective/kl_coef"] != config.kl_coef  # the adaptive controller moved it

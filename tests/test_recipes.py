@@ -143,8 +143,8 @@ SIZES = {
     "generate": ["num_prompts=8"],
     "preferences": ["test_fraction=0.25"],
     "reward": [*TRAINER_SIZES, "num_eval_prompts=4"],
-    "ppo": ["ppo.rollout_batch_size=4", "ppo.mini_batch_size=4", "ppo.micro_batch_size=4",
-            "ppo.forward_batch_size=4", "ppo.total_episodes=8", "ppo.report_to=[]", "eval_prompts=4"],
+    "ppo": ["rollout_batch_size=4", "mini_batch_size=4", "micro_batch_size=4",
+            "forward_batch_size=4", "total_episodes=8", "report_to=[]", "eval_prompts=4"],
     "dpo": [*TRAINER_SIZES, "num_eval_prompts=4"],
     "eval": ["num_prompts=4", "bootstrap_resamples=50"],
 }
@@ -208,8 +208,8 @@ def test_gpt2_imdb_recipes_run_end_to_end(stand_in, tmp_path):
     assert artifacts["dpo"].config["train"]["beta"] == 0.1
     assert artifacts["dpo"].config["train"]["optim"] == "rmsprop"
     assert artifacts["dpo"].config["train"]["learning_rate"] == 1e-6
-    assert artifacts["ppo"].config["ppo"]["kl_coef"] == 0.2 and artifacts["ppo"].config["ppo"]["adaptive_kl"]
-    assert artifacts["ppo"].config["ppo"]["learning_rate"] == 1.41e-5
+    assert artifacts["ppo"].config["kl_coef"] == 0.2 and artifacts["ppo"].config["adaptive_kl"]
+    assert artifacts["ppo"].config["learning_rate"] == 1.41e-5
     assert artifacts["reward"].config["train"]["center_rewards_coefficient"] == 0.01
     assert artifacts["preferences"].config["pairing"] == "all_pairs"
     # Two optimizer steps each, the stand-in's data and the recipe's prompt and response lengths.

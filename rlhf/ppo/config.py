@@ -7,7 +7,11 @@ gradient-accumulation steps differs. Derived values are computed once, in ``PPOS
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Literal
+
+from transformers import SchedulerType
 
 from rlhf.config import ConfigError, option
 
@@ -32,7 +36,7 @@ class PPOConfig:
         6400, "episodes to train on; PPO steps = total_episodes // rollout_batch_size (TRL total_episodes)")
     # --- optimisation -------------------------------------------------------------------------
     learning_rate: float = option(3e-6, "AdamW learning rate (TRL PPOv2 default 3e-6 for 1B models)")
-    lr_scheduler_type: str = option(
+    lr_scheduler_type: Literal[tuple(s.value for s in SchedulerType)] = option(  # type: ignore[valid-type]
         "linear", "transformers scheduler name over the PPO steps: linear (anneal to 0, CleanRL "
         "anneal_lr), constant, cosine")
     warmup_steps: int = option(0, "scheduler warmup in PPO steps (the schedule advances once per PPO step, not per optimizer step)")
@@ -48,7 +52,7 @@ class PPOConfig:
     do_sample: bool = option(
         True, "False = greedy decoding: deterministic rollouts for debugging and equivalence tests, "
         "not for training")
-    stop_token: str | None = option(
+    stop_token: Literal["eos"] | None = option(
         "eos", "'eos': a response ends at the first EOS and is padded after it; null: always "
         "response_length tokens (TRL stop_token)")
     missing_eos_penalty: float | None = option(
@@ -56,7 +60,7 @@ class PPOConfig:
         "(TRL missing_eos_penalty; Huang et al. 2023 'EOS trick'); null = off")
     # --- reward shaping and KL ----------------------------------------------------------------
     kl_coef: float = option(0.05, "beta: per-token reward -= beta * KL(policy || reference) (Ziegler et al. 2019)")
-    kl_estimator: str = option(
+    kl_estimator: Literal["k1", "k3"] = option(
         "k1", "k1 = log p/q (unbiased, TRL's default) or k3 = (q/p - 1) - log q/p (unbiased, >= 0, lower "
         "variance; Schulman 2020 'Approximating KL Divergence')")
     adaptive_kl: bool = option(False, "adapt kl_coef to hit kl_target (Ziegler et al. 2019 sec. 2.2)")
@@ -73,17 +77,25 @@ class PPOConfig:
     target_kl: float | None = option(
         None, "stop this step's epochs early once the mean approx-KL between the new and the rollout "
         "policy exceeds it (CleanRL target_kl); null = never")
-    value_model: str = option(
+    value_model: Literal["shared", "separate"] = option(
         "shared", "'shared': a zero-initialised value head on the policy trunk (one forward gives "
         "logits and values); 'separate': a critic initialised from the reward model (TRL's default, "
         + REFS + ")")
     # --- bookkeeping --------------------------------------------------------------------------
     seed: int = option(0, "seed; rollout sampling at step s on process r is seeded from (seed, s, r): ranks differ, resumes repeat")
-    log_every: int = option(1, "log metrics every N PPO steps")
-    sample_table_every: int = option(10, "write a table of samples every N PPO steps (0 = never)")
-    num_sample_rows: int = option(8, "rows in each sample table")
-    checkpoint_every: int = option(50, "save a resumable checkpoint every N PPO steps (0 = never)")
-    report_to: list[str] = option(["tensorboard"], "trackers: tensorboard, wandb (if installed); [] or [none] = console only")
+    # Logging and checkpointing do not change the trained policy: outside the config hash.
+    log_every: int = option(1, "log metrics every N PPO steps", hashed=False)
+    sample_table_every: int = option(10, "write a table of samples every N PPO steps (0 = never)", hashed=False)
+    num_sample_rows: int = option(8, "rows in each sample table", hashed=False)
+    checkpoint_every: int = option(50, "save a resumable checkpoint every N PPO steps (0 = never)", hashed=False)
+    report_to: list[str] = option(["tensorboard"], "trackers: tensorboard, wandb (if installed); [] or [none] = console only",
+                                  hashed=False)
+
+    @classmethod
+    def of(cls, config: "PPOConfig") -> "PPOConfig":
+        """Only the PPO hyperparameters of a config that extends this one (the PPO stage's paths and
+        data stay out of the trainer and its checkpoints, so a moved run still resumes)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -113,10 +125,6 @@ class PPOSizes:
         need(cfg.total_episodes >= cfg.rollout_batch_size,
              f"ppo.total_episodes={cfg.total_episodes} is less than one rollout batch ({cfg.rollout_batch_size})")
         need(cfg.temperature > 0, "ppo.temperature must be > 0 (use ppo.do_sample=false for greedy decoding)")
-        need(cfg.kl_estimator in ("k1", "k3"), f"ppo.kl_estimator must be k1 or k3, got {cfg.kl_estimator!r}")
-        need(cfg.value_model in ("shared", "separate"),
-             f"ppo.value_model must be 'shared' or 'separate', got {cfg.value_model!r}")
-        need(cfg.stop_token in (None, "eos"), f"ppo.stop_token must be 'eos' or null, got {cfg.stop_token!r}")
         local_mini = cfg.mini_batch_size // world_size
         return cls(
             world_size=world_size,

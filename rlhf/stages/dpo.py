@@ -14,13 +14,12 @@ import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from accelerate import PartialState
 from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history
-from rlhf.config import DataConfig, LoraConfig, option, trainer_args
+from rlhf.config import DataConfig, LoraConfig, option, trainer_options
 from rlhf.data import held_out_prompts
 from rlhf.hardware import precision_options
 from rlhf.evaluation.rollouts import sample_and_score
@@ -29,25 +28,27 @@ from rlhf.sampling import SamplingConfig
 from rlhf.stages.reward import PAIR_COLUMNS, POLICY_KINDS, load_pairs
 
 KIND = "dpo"
+DPOOptions = trainer_options(DPOConfig, {
+    "learning_rate": 5e-4, "num_train_epochs": 2, "per_device_train_batch_size": 32, "beta": 0.1,
+    "loss_type": ["sigmoid"], "max_length": 128, "logging_steps": 5, "report_to": [],
+    "lr_scheduler_type": "cosine", "warmup_steps": 5,
+})
 
 
 @dataclass
 class Config:
-    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
-    output_dir: str = option("${run_dir}/dpo", "where the DPO policy artifact is written")
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
+    output_dir: str = option("${run_dir}/dpo", "where the DPO policy artifact is written", hashed=False)
     seed: int = option(0, "seed for shuffling and for the before/after samples (the same for both)")
-    policy: str = option("${run_dir}/sft", "policy artifact to start from; also the frozen reference")
-    preferences: str = option("${run_dir}/preferences", "preferences artifact (train/test pairs)")
+    policy: str = option("${run_dir}/sft", "policy artifact to start from; also the frozen reference", hashed=False)
+    preferences: str = option("${run_dir}/preferences", "preferences artifact (train/test pairs)", hashed=False)
     lora: LoraConfig = option(LoraConfig(), "optional LoRA adapters; the reference is then the adapter-disabled model")
     data: DataConfig = option(DataConfig(), "task whose held-out prompts are sampled for the gold-reward comparison")
     num_eval_prompts: int = option(128, "held-out prompts sampled from the SFT and the DPO policy")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling for the before/after comparison")
-    train: dict[str, Any] = option(
-        {"learning_rate": 5e-4, "num_train_epochs": 2, "per_device_train_batch_size": 32, "beta": 0.1,
-         "loss_type": ["sigmoid"], "max_length": 128, "logging_steps": 5, "report_to": [],
-         "lr_scheduler_type": "cosine", "warmup_steps": 5},
-        "options passed to trl.DPOConfig (e.g. beta, loss_type: sigmoid/ipo/hinge/..., any TrainingArguments field)",
-    )
+    train: DPOOptions = option(
+        DPOOptions(), "trl.DPOConfig options (e.g. beta, loss_type: sigmoid/ipo/hinge/..., any TrainingArguments "
+        "field); null = TRL's default")
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
@@ -85,8 +86,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     sft = sample_and_score(model, tokenizer, prompts, config.sampling, config.seed)
 
     work = work_dir(config)
-    args = trainer_args(
-        DPOConfig, config.train, output_dir=str(work), seed=config.seed, save_strategy="no",
+    args = config.train.build(
+        output_dir=str(work), seed=config.seed, save_strategy="no",
         eval_strategy="epoch", per_device_eval_batch_size=64, **precision_options(model),
     )
     trainer = DPOTrainer(

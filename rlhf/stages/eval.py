@@ -29,18 +29,20 @@ POLICY_KINDS = ("sft", "ppo", "dpo")
 
 @dataclass
 class Config:
-    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
-    output_dir: str = option("${run_dir}/eval", "where the eval artifact (report.md, plots, metrics) is written")
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
+    output_dir: str = option("${run_dir}/eval", "where the eval artifact (report.md, plots, metrics) is written",
+                            hashed=False)
     policies: dict[str, str | None] = option(
         {"sft": "${run_dir}/sft", "ppo": "${run_dir}/ppo", "dpo": "${run_dir}/dpo"},
         "name -> policy artifact (sft/ppo/dpo) to evaluate; every one listed must exist. Leave one out "
-        "with policies.<name>=null, add one with policies.<name>=<path>",
+        "with policies.<name>=null, add one with policies.<name>=<path>", hashed=False,
     )
     reference: str = option(
         "${run_dir}/sft", "reference policy (the SFT model): KL is measured against it, win rates against its samples",
+        hashed=False,
     )
     reward_model: str | None = option(
-        "${run_dir}/reward", "reward artifact for the normalized RM score; null or '' skips the RM score",
+        "${run_dir}/reward", "reward artifact for the normalized RM score; null or '' skips the RM score", hashed=False,
     )
     seed: int = option(0, "sampling seed, the same for every policy (batch b uses seed + b)")
     data: DataConfig = option(DataConfig(), "the task; its held-out split gives the prompts")

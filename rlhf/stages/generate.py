@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import statistics
 from dataclasses import asdict, dataclass
+from typing import Literal
 from pathlib import Path
 
 import torch
@@ -26,17 +27,16 @@ from rlhf.tasks.gold import gold_reward
 
 KIND = "candidates"
 POLICY_KINDS = ("sft", "ppo", "dpo")
-SPLITS = ("train", "test")
 
 
 @dataclass
 class Config:
-    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
-    output_dir: str = option("${run_dir}/candidates", "where the candidates artifact is written")
-    policy: str = option("${run_dir}/sft", "policy artifact to sample from (an sft, ppo or dpo artifact)")
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
+    output_dir: str = option("${run_dir}/candidates", "where the candidates artifact is written", hashed=False)
+    policy: str = option("${run_dir}/sft", "policy artifact to sample from (an sft, ppo or dpo artifact)", hashed=False)
     seed: int = option(0, "sampling seed (rank r of a multi-process run uses seed + r)")
     data: DataConfig = option(DataConfig(), "where the prompts come from")
-    split: str = option("train", "prompt split: 'train' (for preference data) or 'test' (held out for eval)")
+    split: Literal["train", "test"] = option("train", "prompt split: 'train' (for preference data) or 'test' (held out for eval)")
     num_prompts: int = option(64, "distinct prompts to sample for (fewer if the split has fewer)")
     num_candidates: int = option(4, "K: candidate responses per prompt (>= 2, so there is something to rank)")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling parameters (temperature, top-p/k, length)")
@@ -62,8 +62,6 @@ def candidate_id(pid: str, k: int, text: str) -> str:
 
 def select_prompts(config: Config) -> list[str]:
     """The first ``num_prompts`` distinct prompts of the split, in dataset order."""
-    if config.split not in SPLITS:
-        raise ConfigError(f"bad value for 'split': {config.split!r}; choose one of {', '.join(SPLITS)}")
     if config.num_prompts < 1:
         raise ConfigError(f"num_prompts must be >= 1, got {config.num_prompts}")
     prompts = list(dict.fromkeys(load_task(config.data)[config.split]["prompt"]))  # dedupe, keep order

@@ -22,15 +22,16 @@ KIND = "ppo"
 
 
 @dataclass
-class Config:
-    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
-    output_dir: str = option("${run_dir}/ppo", "where the PPO policy artifact is written")
-    policy: str = option("${run_dir}/sft", "the initial policy and KL reference (an sft artifact)")
-    reward_model: str = option("${run_dir}/reward", "the reward artifact scoring prompt + response")
+class Config(PPOConfig):
+    """Every PPO hyperparameter (top level: ``ppo.kl_coef`` in the pipeline), plus the stage's paths."""
+
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
+    output_dir: str = option("${run_dir}/ppo", "where the PPO policy artifact is written", hashed=False)
+    policy: str = option("${run_dir}/sft", "the initial policy and KL reference (an sft artifact)", hashed=False)
+    reward_model: str = option("${run_dir}/reward", "the reward artifact scoring prompt + response", hashed=False)
     data: DataConfig = option(DataConfig(), "prompts: the train split's prompts for rollouts, the test split's for eval")
     lora: LoraConfig = option(LoraConfig(), "LoRA adapters; the reference is then the adapter-disabled base (one backbone)")
-    ppo: PPOConfig = option(PPOConfig(), "PPO hyperparameters")
-    resume: bool = option(True, "continue from the last checkpoint in ${run_dir}/.work/ppo after a kill")
+    resume: bool = option(True, "continue from the last checkpoint in ${run_dir}/.work/ppo after a kill", hashed=False)
     eval_prompts: int = option(64, "held-out prompts sampled before and after training for eval/* metrics (0 = skip)")
 
 
@@ -44,7 +45,6 @@ def work_dir(config: Config) -> Path:
 
 
 def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
-    cfg = config.ppo
     if is_adapter(inputs["policy"].path):
         raise ConfigError(f"policy {inputs['policy'].path} is a LoRA adapter artifact; PPO needs a merged policy "
                           "(re-run its stage with lora.merge=true)")
@@ -60,17 +60,17 @@ def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
         ref_policy = load_causal_lm(inputs["policy"].path)
     reward_model = RewardModel.load(inputs["reward_model"].path)
     critic = None
-    if cfg.value_model == "separate":
+    if config.value_model == "separate":
         if reward_model.tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise ConfigError("ppo.value_model=separate initialises the critic from the reward model, whose tokenizer "
-                              "differs from the policy's; use ppo.value_model=shared")
+            raise ConfigError("value_model=separate initialises the critic from the reward model, whose tokenizer "
+                              "differs from the policy's; use value_model=shared")
         critic = load_sequence_classifier(inputs["reward_model"].path, is_trainable=True)
     # Dropout off everywhere (Huang et al. 2023): the rollout log-probs must equal the first epoch's.
     for model in (policy, ref_policy, reward_model.model, critic):
         if model is not None:
             set_dropout(model, 0.0)
     prompts = load_task(config.data)["train"]["prompt"]
-    return PPOTrainer(cfg, policy, ref_policy, reward_model, tokenizer, prompts, work_dir(config), critic)
+    return PPOTrainer(PPOConfig.of(config), policy, ref_policy, reward_model, tokenizer, prompts, work_dir(config), critic)
 
 
 def evaluate(model, tokenizer, reward_model: RewardModel, prompts: list[str], cfg: PPOConfig) -> dict[str, float]:
@@ -87,7 +87,7 @@ def run(config: Config, inputs: dict[str, Artifact],
     eval_prompts = held_out_prompts(config.data, config.eval_prompts)
     metrics = {}
     if eval_prompts and acc.is_main_process:
-        before = evaluate(trainer.policy(), trainer.tokenizer, trainer.reward_model, eval_prompts, config.ppo)
+        before = evaluate(trainer.policy(), trainer.tokenizer, trainer.reward_model, eval_prompts, config)
         metrics.update({f"eval/{k}_initial": v for k, v in before.items()})
     history = trainer.train(resume=config.resume, on_step_end=on_step_end)
 
@@ -100,7 +100,7 @@ def run(config: Config, inputs: dict[str, Artifact],
             if (trainer.work_dir / "runs").is_dir():
                 shutil.copytree(trainer.work_dir / "runs", out.path / "logs", dirs_exist_ok=True)
             if eval_prompts:
-                after = evaluate(trainer.policy(), trainer.tokenizer, trainer.reward_model, eval_prompts, config.ppo)
+                after = evaluate(trainer.policy(), trainer.tokenizer, trainer.reward_model, eval_prompts, config)
                 metrics.update({f"eval/{k}": v for k, v in after.items()})
             last = history[-1] if history else {}
             metrics.update({f"train/{k}": last[k] for k in ("objective/kl", "objective/scores", "objective/rlhf_reward")

@@ -12,6 +12,7 @@ rlhf/preference_datasets.py) and needs no candidates artifact.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 from pathlib import Path
 
 import torch
@@ -29,16 +30,15 @@ from rlhf.config import ConfigError, option
 from rlhf.preference_datasets import PreferenceDatasetConfig, load_preference_dataset
 
 KIND = "preferences"
-ANNOTATORS = ("simulated", "human", "dataset")
 
 
 @dataclass
 class Config:
-    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
-    output_dir: str = option("${run_dir}/preferences", "where the preferences artifact is written")
-    candidates: str = option("${run_dir}/candidates", "candidates artifact whose items are ranked")
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
+    output_dir: str = option("${run_dir}/preferences", "where the preferences artifact is written", hashed=False)
+    candidates: str = option("${run_dir}/candidates", "candidates artifact whose items are ranked", hashed=False)
     db: str = option("${run_dir}/labels.sqlite", "SQLite label DB (the annotation app's --db)")
-    annotators: str = option(
+    annotators: Literal["simulated", "human", "dataset"] = option(
         "simulated", "'simulated': simulated annotators label every item now; 'human': export the labels "
         "people made in the annotation app (simulated labels left out); 'dataset': the pairs of a published "
         "preference dataset (dataset.*), no candidates needed")
@@ -46,8 +46,8 @@ class Config:
     dataset: PreferenceDatasetConfig = option(
         PreferenceDatasetConfig(), "published preference dataset (annotators=dataset only; test_fraction and seed "
         "split it when it has no test split)")
-    pairing: str = option("best_vs_worst", "rankings -> pairs: best_vs_worst (one per ranking) | all_pairs (K choose 2)")
-    aggregation: str = option("majority", "overlapping annotators: majority (one direction per pair) | keep_all")
+    pairing: Literal["best_vs_worst", "all_pairs"] = option("best_vs_worst", "rankings -> pairs: best_vs_worst (one per ranking) | all_pairs (K choose 2)")
+    aggregation: Literal["majority", "keep_all"] = option("majority", "overlapping annotators: majority (one direction per pair) | keep_all")
     test_fraction: float = option(0.1, "fraction of prompts held out as the test split")
     seed: int = option(0, "seed of the train/test split")
 
@@ -116,8 +116,6 @@ def label_and_export(config: Config, items: list) -> tuple[DatasetDict, dict, di
 
 
 def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
-    if config.annotators not in ANNOTATORS:
-        raise ConfigError(f"bad value for 'annotators': {config.annotators!r}; choose one of {', '.join(ANNOTATORS)}")
     if config.annotators == "dataset":
         return from_dataset(config)
     config.simulator.validate()

@@ -13,7 +13,6 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, se
 from trl import RewardConfig, RewardTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history
-from rlhf.config import DataConfig, LoraConfig, option, trainer_args
+from rlhf.config import DataConfig, LoraConfig, option, trainer_options
 from rlhf.data import held_out_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
@@ -34,33 +33,34 @@ from rlhf.sampling import SamplingConfig, join
 KIND = "reward"
 POLICY_KINDS = ("sft", "ppo", "dpo")
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]  # TRL's explicit-prompt preference format
+RewardOptions = trainer_options(RewardConfig, {
+    "learning_rate": 1e-3, "num_train_epochs": 4, "per_device_train_batch_size": 32, "max_length": 128,
+    "logging_steps": 5, "report_to": [], "lr_scheduler_type": "cosine", "warmup_steps": 5,
+})
 
 
 @dataclass
 class Config:
-    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
-    output_dir: str = option("${run_dir}/reward", "where the reward model artifact is written")
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
+    output_dir: str = option("${run_dir}/reward", "where the reward model artifact is written", hashed=False)
     seed: int = option(0, "seed for the score head init, shuffling and sampling")
-    preferences: str = option("${run_dir}/preferences", "preferences artifact (train/test pairs)")
+    preferences: str = option("${run_dir}/preferences", "preferences artifact (train/test pairs)", hashed=False)
     base: str = option(
         "${run_dir}/sft",
         "model the reward model starts from: a policy artifact (sft/ppo/dpo) or any causal-LM dir or hub name "
         "(e.g. 'gpt2'); a score head (num_labels=1) replaces the LM head",
     )
     reference: str = option(
-        "${run_dir}/sft", "reference policy artifact whose samples define the score normalization (mean 0, std 1)"
-    )
+        "${run_dir}/sft", "reference policy artifact whose samples define the score normalization (mean 0, std 1)",
+        hashed=False)
     lora: LoraConfig = option(LoraConfig(), "optional LoRA adapters (task SEQ_CLS; the score head is trained fully)")
     data: DataConfig = option(DataConfig(), "task whose held-out prompts are used for normalization and gold correlation")
     num_eval_prompts: int = option(128, "held-out prompts sampled from the reference policy")
     samples_per_prompt: int = option(2, "reference samples per held-out prompt")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling of the reference policy's responses")
     calibration_bins: int = option(5, "confidence bins of the calibration table (over [0.5, 1])")
-    train: dict[str, Any] = option(
-        {"learning_rate": 1e-3, "num_train_epochs": 4, "per_device_train_batch_size": 32, "max_length": 128,
-         "logging_steps": 5, "report_to": [], "lr_scheduler_type": "cosine", "warmup_steps": 5},
-        "options passed to trl.RewardConfig (any field of it or of transformers.TrainingArguments)",
-    )
+    train: RewardOptions = option(
+        RewardOptions(), "trl.RewardConfig options (its fields and transformers.TrainingArguments'); null = TRL's default")
 
 
 def _is_artifact_path(config: Config, path: str) -> bool:
@@ -150,8 +150,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     fit_embeddings(model, tokenizer)
 
     work = work_dir(config)
-    args = trainer_args(
-        RewardConfig, config.train, output_dir=str(work), seed=config.seed, save_strategy="no",
+    args = config.train.build(
+        output_dir=str(work), seed=config.seed, save_strategy="no",
         eval_strategy="epoch", per_device_eval_batch_size=64, **precision_options(model),
     )
     trainer = RewardTrainer(

@@ -6,12 +6,11 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from trl import SFTConfig, SFTTrainer
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact, write_log_history
-from rlhf.config import DataConfig, LoraConfig, ModelConfig, option, trainer_args
+from rlhf.config import DataConfig, LoraConfig, ModelConfig, option, trainer_options
 from rlhf.data import held_out_prompts, load_task
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
@@ -20,25 +19,25 @@ from rlhf.sampling import SamplingConfig
 from rlhf.tokenizer import train_tokenizer
 
 KIND = "sft"
+SFTOptions = trainer_options(SFTConfig, {
+    "learning_rate": 1e-3, "num_train_epochs": 2, "per_device_train_batch_size": 32, "max_length": 64,
+    "logging_steps": 10, "report_to": ["tensorboard"], "lr_scheduler_type": "cosine", "warmup_steps": 10,
+})
 
 
 @dataclass
 class Config:
-    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
-    output_dir: str = option("${run_dir}/sft", "where the SFT model artifact is written")
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
+    output_dir: str = option("${run_dir}/sft", "where the SFT model artifact is written", hashed=False)
     seed: int = option(0, "seed for model init, shuffling and sampling")
     model: ModelConfig = option(ModelConfig(), "the base model")
     data: DataConfig = option(DataConfig(), "the training corpus")
     lora: LoraConfig = option(LoraConfig(), "optional LoRA adapters")
-    resume: bool = option(True, "continue from the last trainer checkpoint of an interrupted run")
+    resume: bool = option(True, "continue from the last trainer checkpoint of an interrupted run", hashed=False)
     num_samples: int = option(16, "held-out prompts sampled after training, stored in the manifest")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling for the post-training samples")
-    train: dict[str, Any] = option(
-        {"learning_rate": 1e-3, "num_train_epochs": 2, "per_device_train_batch_size": 32,
-         "max_length": 64, "logging_steps": 10, "report_to": ["tensorboard"], "lr_scheduler_type": "cosine",
-         "warmup_steps": 10},
-        "options passed to trl.SFTConfig (any field of it or of transformers.TrainingArguments)",
-    )
+    train: SFTOptions = option(
+        SFTOptions(), "trl.SFTConfig options (its fields and transformers.TrainingArguments'); null = TRL's default")
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
@@ -62,8 +61,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     set_dropout(model, config.model.dropout)
 
     work = work_dir(config)
-    args = trainer_args(
-        SFTConfig, config.train, output_dir=str(work), seed=config.seed, save_strategy="steps",
+    args = config.train.build(
+        output_dir=str(work), seed=config.seed, save_strategy="steps",
         save_steps=200, save_total_limit=1, eval_strategy="epoch", per_device_eval_batch_size=64,
         dataset_text_field="text", **precision_options(model),
     )

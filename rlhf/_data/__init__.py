@@ -1,0 +1,1 @@
+"""Recipes (configs/) and the annotation guidelines, linked here so they ship inside the package."""
