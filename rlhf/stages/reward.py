@@ -24,7 +24,7 @@ from trl import RewardConfig, RewardTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, option, trainer_args
-from rlhf.data import held_out_prompts
+from rlhf.data import train_prompts
 from rlhf.hardware import precision_options
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
 from rlhf.reward_model import NORMALIZATION_FILE, SCORING_FILE, RewardModel
@@ -52,7 +52,7 @@ class Config:
     )
     lora: LoraConfig = option(LoraConfig(), "optional LoRA adapters (task SEQ_CLS; the score head is trained fully)")
     data: DataConfig = option(DataConfig(), "task whose held-out prompts are used for normalization and gold correlation")
-    num_eval_prompts: int = option(128, "held-out prompts sampled from the reference policy")
+    num_eval_prompts: int = option(128, "training-split prompts sampled from the reference policy (normalization sample, gold correlation)")
     samples_per_prompt: int = option(2, "reference samples per held-out prompt")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling of the reference policy's responses")
     calibration_bins: int = option(5, "confidence bins of the calibration table (over [0.5, 1])")
@@ -201,9 +201,9 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
 
 
 def reference_scores(config: Config, reference: Artifact, rm: RewardModel):
-    """Raw scores of the reference policy's samples on held-out prompts (the normalization sample)."""
+    """Raw scores of the reference policy's samples on training-split prompts (the normalization sample)."""
     policy = load_causal_lm(reference.path).to(next(rm.model.parameters()).device)
-    prompts = held_out_prompts(config.data, config.num_eval_prompts)
+    prompts = train_prompts(config.data, config.num_eval_prompts)  # PPO normalizes on the prompts it rolls out on
     samples = sample(policy, load_tokenizer(reference.path), prompts, config.sampling,
                      num_samples=config.samples_per_prompt, seed=config.seed, progress=False)
     prompts = [p for p, group in zip(prompts, samples) for _ in group]
