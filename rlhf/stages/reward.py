@@ -169,9 +169,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             (out.path / SCORING_FILE).write_text(json.dumps({"max_length": args.max_length}))
             # Score through the saved artifact, exactly as PPO and eval will.
             rm = RewardModel.load(out.path, device=trainer.accelerator.device)
-            test = pairs["test"]
-            margins = (rm.raw_scores([join(p, c) for p, c in zip(test["prompt"], test["chosen"])])
-                       - rm.raw_scores([join(p, r) for p, r in zip(test["prompt"], test["rejected"])])).numpy()
+            margins = pair_margins(rm, pairs["test"])
+            train_accuracy = float((pair_margins(rm, pairs["train"]) > 0).mean())  # beside held-out: the gap
             table = calibration_table(margins, config.calibration_bins)
             (out.path / "calibration.json").write_text(json.dumps(table, indent=2))
             out.extra["calibration_table"] = markdown_table(table)
@@ -181,7 +180,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             (out.path / NORMALIZATION_FILE).write_text(json.dumps({"mean": mean, "std": std}))
             gold = gold_reward(join(p, r) for p, r in zip(prompts, responses))
             correlation = float(spearmanr(raw.numpy(), gold).statistic)
-            (out.path / "README.md").write_text(readme(config, final_eval, table, correlation, mean, std))
+            (out.path / "README.md").write_text(readme(config, final_eval, table, correlation, mean, std, train_accuracy))
             out.metrics.update({
                 "eval/rewards/accuracies": float((margins > 0).mean()),
                 "eval/rewards/margins": float(margins.mean()),
@@ -190,6 +189,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
                 "eval/gold_correlation": correlation,
                 "reference/raw_score_mean": mean,
                 "reference/raw_score_std": std,
+                "train/rewards/accuracies": train_accuracy,
                 "train/loss": _last(trainer.state.log_history, "train_loss"),
                 "train/steps": trainer.state.global_step,
                 "train/pairs": len(pairs["train"]),
@@ -198,6 +198,12 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     if trainer.accelerator.is_main_process:
         shutil.rmtree(work, ignore_errors=True)
     return open_artifact(config.output_dir, KIND)
+
+
+def pair_margins(rm: RewardModel, pairs) -> np.ndarray:
+    """Raw score of chosen minus rejected, per pair."""
+    return (rm.raw_scores([join(p, c) for p, c in zip(pairs["prompt"], pairs["chosen"])])
+            - rm.raw_scores([join(p, r) for p, r in zip(pairs["prompt"], pairs["rejected"])])).numpy()
 
 
 def reference_scores(config: Config, reference: Artifact, rm: RewardModel):
@@ -217,13 +223,15 @@ def _last(log_history: list[dict], key: str) -> float | None:
     return values[-1] if values else None
 
 
-def readme(config: Config, final_eval: dict, table: list, correlation: float, mean: float, std: float) -> str:
+def readme(config: Config, final_eval: dict, table: list, correlation: float, mean: float, std: float,
+           train_accuracy: float) -> str:
     return "\n".join([
         "# Reward model",
         "",
         f"Base: `{config.base}`; preferences: `{config.preferences}`; LoRA: {config.lora.enabled}.",
         "",
-        f"- held-out pairwise accuracy: {final_eval.get('eval_accuracy', float('nan')):.3f}",
+        f"- held-out pairwise accuracy: {final_eval.get('eval_accuracy', float('nan')):.3f} "
+        f"(training pairs: {train_accuracy:.3f}; the preference export splits pairs by prompt)",
         f"- Spearman correlation with the gold reward on reference samples: {correlation:.3f}",
         f"- normalization (raw score on reference samples): mean {mean:.4f}, std {std:.4f}",
         "",
