@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from rlhf.config import config_hash, to_dict
+from rlhf.config import DataConfig, config_hash, to_dict
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -168,6 +168,16 @@ def _barrier() -> None:
         PartialState().wait_for_everyone()
 
 
+def _data_split(config: Any) -> dict[str, Any]:
+    """A stage whose config has a task (``data``) records its prompt split: counts and disjointness."""
+    data = getattr(config, "data", None)
+    if not isinstance(data, DataConfig):
+        return {}
+    from rlhf.data import split_summary  # lazy: datasets is heavy and most callers never get here
+
+    return {"data_split": split_summary(data)}
+
+
 @contextmanager
 def write_artifact(
     path: str | Path, kind: str, config: Any, inputs: dict[str, Artifact] | None = None,
@@ -210,6 +220,7 @@ def write_artifact(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wall_time_s": round(time.time() - started, 3),
             "metrics": writer.metrics,
+            **_data_split(config),
             **writer.extra,
             "files": _file_sizes(tmp),
             "fingerprint": _fingerprint(kind, cfg_hash, input_prints, tmp),

@@ -131,6 +131,24 @@ def test_report_lists_every_policy_with_plots(evaluated):
     assert evaluated.kind == "eval" and "eval/dpo/kl" in evaluated.metrics
 
 
+def test_report_states_the_disjoint_prompt_split_and_the_train_vs_held_out_gap(evaluated):
+    metrics = _metrics(evaluated)
+    split = metrics["data_split"]
+    assert split["disjoint"] and split["split"] == "by prompt" and split["train_prompts"] > 1000
+    report = (evaluated.path / "report.md").read_text()
+    assert (f"16 of {split['test_prompts']} distinct held-out prompts evaluated; {split['train_prompts']} distinct "
+            "training prompts; the two sets are disjoint") in report
+    assert "## Generalization: training vs held-out prompts" in report
+    gen = metrics["generalization"]
+    assert set(gen) == {"sft", "dpo"}
+    for name in gen:
+        assert gen[name]["gold_held_out"] == pytest.approx(metrics["policies"][name]["gold_reward"]["mean"])
+        assert gen[name]["gold_gap"] == pytest.approx(gen[name]["gold_train"] - gen[name]["gold_held_out"])
+    assert gen["sft"]["rm_agreement_train"] is None  # the reference itself: every gold comparison ties
+    assert 0 <= gen["dpo"]["rm_agreement_held_out"] <= 1
+    assert evaluated.metrics["eval/dpo/gold_gap"] == pytest.approx(gen["dpo"]["gold_gap"])
+
+
 def test_same_seed_reproduces_identical_metrics(evaluated, sft_artifact, perturbed_dpo, reward_artifact, tmp_path):
     extra = [f"policies.dpo={perturbed_dpo}", f"reward_model={reward_artifact}"]
     again = run_stage(eval_stage, _eval_config(tmp_path, sft_artifact.path, *extra), log=lambda _: None)

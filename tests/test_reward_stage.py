@@ -29,12 +29,14 @@ def reward_artifact(trained_reward_artifact):
 def test_reward_model_learns_gold_preferences(reward_artifact):
     m = reward_artifact.metrics
     assert m["eval/rewards/accuracies"] >= 0.8, m
+    assert m["train/rewards/accuracies"] >= 0.8, m  # scored through the artifact, beside the held-out pairs
     assert m["eval/gold_correlation"] > 0.3, m
     rows = json.loads((reward_artifact / "calibration.json").read_text())
     assert sum(r["count"] for r in rows) == m["eval/pairs"]
     assert all(0.5 <= r["mean_confidence"] <= 1 for r in rows)
     assert "| confidence bin |" in reward_artifact.manifest["calibration_table"]
     assert "| confidence bin |" in (reward_artifact / "README.md").read_text()
+    assert f"(training pairs: {m['train/rewards/accuracies']:.3f}" in (reward_artifact / "README.md").read_text()
     history = [json.loads(line) for line in (reward_artifact / "log_history.jsonl").read_text().splitlines()]
     assert any("train/loss" in row for row in history) and any("eval/accuracy" in row for row in history)
     assert all("step" in row for row in history)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rlhf.evaluation.generalization import generalization_lines, split_lines
+
 # Characters that Markdown (CommonMark + GFM tables) would otherwise read as markup.
 _BACKSLASH_ESCAPED = set("\\`*_[]|~#!")
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -61,6 +63,7 @@ def render_report(metrics: dict[str, Any], samples: list[dict[str, Any]], plots:
         f"- reward model: `{metrics['reward_model']}`" if metrics["reward_model"] else "- reward model: none (RM score skipped)",
         f"- {metrics['num_prompts']} held-out prompts, one sample each, seed {metrics['seed']}, "
         f"temperature {metrics['sampling']['temperature']}, at most {metrics['sampling']['max_new_tokens']} new tokens",
+        *(split_lines(metrics["data_split"], metrics["num_prompts"]) if metrics.get("data_split") else []),
         f"- intervals: {conf} Student-t for means, {conf} percentile bootstrap for the win rate "
         "(ties count half)",
         "- KL: exact = sum over response tokens of the full-vocabulary KL(policy || reference); "
@@ -87,7 +90,8 @@ def render_report(metrics: dict[str, Any], samples: list[dict[str, Any]], plots:
         rows += [[f"distinct-{n}", fmt(m[f"distinct_{n}"]), "", ""] for n in (1, 2)]
         lines += _table(["metric", "mean", f"{conf} CI low", f"{conf} CI high"], rows)
 
-    lines += ["", "## Plots", ""]
+    lines += ["", *generalization_lines({md_escape(k): v for k, v in metrics.get("generalization", {}).items()}, fmt)]
+    lines += ["## Plots", ""]
     for title, file in plots.items():
         lines += [f"### {title}", "", f"![{title}]({file})", ""]
     if missing_curves:

@@ -20,7 +20,7 @@ from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, option, trainer_options
-from rlhf.data import held_out_prompts
+from rlhf.data import train_prompts
 from rlhf.hardware import precision_options
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import load_causal_lm, load_tokenizer, peft_config, save_model
@@ -44,7 +44,7 @@ class Config:
     preferences: str = option("${run_dir}/preferences", "preferences artifact (train/test pairs)", hashed=False)
     lora: LoraConfig = option(LoraConfig(), "optional LoRA adapters; the reference is then the adapter-disabled model")
     data: DataConfig = option(DataConfig(), "task whose held-out prompts are sampled for the gold-reward comparison")
-    num_eval_prompts: int = option(128, "held-out prompts sampled from the SFT and the DPO policy")
+    num_eval_prompts: int = option(128, "training-split prompts sampled from the SFT and the DPO policy (the held-out ones are the eval stage's)")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling for the before/after comparison")
     train: DPOOptions = option(
         DPOOptions(), "trl.DPOConfig options (e.g. beta, loss_type: sigmoid/ipo/hinge/..., any TrainingArguments "
@@ -82,7 +82,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
 
     # The SFT policy's samples, taken before training with the seed the DPO samples will use.
     model.to(PartialState().device)
-    prompts = held_out_prompts(config.data, config.num_eval_prompts)
+    prompts = train_prompts(config.data, config.num_eval_prompts)  # test prompts are for the eval stage only
     sft = sample_and_score(model, tokenizer, prompts, config.sampling, config.seed)
 
     work = work_dir(config)

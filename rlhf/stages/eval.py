@@ -14,7 +14,8 @@ import torch
 
 from rlhf.artifacts import PRODUCERS, Artifact, ArtifactError, LOG_HISTORY, open_artifact, write_artifact
 from rlhf.config import ConfigError, DataConfig, option
-from rlhf.data import held_out_prompts
+from rlhf.data import check_held_out, held_out_prompts, split_summary, train_prompts
+from rlhf.evaluation.generalization import train_vs_held_out
 from rlhf.evaluation.metrics import Estimate, bootstrap_interval, distinct_n, t_interval, win_outcomes
 from rlhf.evaluation.plots import curve, frontier_plot, read_log_history, training_curves_plot
 from rlhf.evaluation.report import render_report
@@ -137,6 +138,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     prompts = held_out_prompts(config.data, config.num_prompts)
     if len(prompts) < 2:
         raise ConfigError(f"the held-out split has {len(prompts)} prompts; at least 2 are needed (check data.*)")
+    check_held_out(config.data, prompts, inputs)  # no input artifact may have trained on them
     ref_art = inputs["reference"]
     tokenizer = load_tokenizer(ref_art.path)
     policies = {name: inputs[f"policy/{name}"] for name in _policies(config)}
@@ -154,12 +156,13 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     # artifact with identical content (e.g. policies.sft = the reference) is sampled only once.
     sampled = {ref_art.fingerprint: sample(reference)}
     baseline = sampled[ref_art.fingerprint]
+    held_out_scores = {"reference": {"gold": baseline.gold, "rm": baseline.rm}}
 
     metrics: dict = {
         "reference": {"path": str(ref_art.path), "fingerprint": ref_art.fingerprint},
         "reward_model": str(inputs["reward_model"].path) if reward_model else None,
         "num_prompts": len(prompts), "seed": config.seed, "confidence": config.confidence,
-        "sampling": asdict(config.sampling), "policies": {},
+        "sampling": asdict(config.sampling), "policies": {}, "data_split": split_summary(config.data),
     }
     rows, histories = [], {}
     for name, art in policies.items():
@@ -171,6 +174,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             sampled[art.fingerprint] = sample(policy)
             del policy
         samples = sampled[art.fingerprint]
+        held_out_scores[name] = {"gold": samples.gold, "rm": samples.rm}
         metrics["policies"][name] = {"path": str(art.path), "kind": art.kind, "fingerprint": art.fingerprint,
                                      **_summary(samples, baseline.gold, config)}
         for i, prompt in enumerate(prompts):
@@ -182,6 +186,12 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             })
         histories[name] = read_log_history(art.path / LOG_HISTORY)
 
+    # The same policies on as many training-split prompts, so a train/held-out gap shows.
+    seen = train_prompts(config.data, len(prompts))
+    metrics["generalization"] = train_vs_held_out(
+        {"reference": ref_art, **policies}, lambda art: load_causal_lm(art.path).to(device).eval(), tokenizer,
+        seen, held_out_scores, config.sampling, config.seed, reward_model)
+
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
         write_outputs(out.path, config, metrics, rows, histories)
         for name, m in metrics["policies"].items():
@@ -189,6 +199,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
                 if m[key] is not None:
                     out.metrics[f"eval/{name}/{key}"] = m[key]["mean"]
             out.metrics[f"eval/{name}/distinct_2"] = m["distinct_2"]
+        for name, g in metrics["generalization"].items():
+            out.metrics.update({f"eval/{name}/{key}": g[key] for key in ("gold_train", "gold_gap")})
     return open_artifact(config.output_dir, KIND)  # rlhf.cli / pipelines.run print the report path
 
 

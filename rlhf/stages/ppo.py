@@ -9,7 +9,7 @@ from typing import Callable
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option
-from rlhf.data import held_out_prompts, load_task
+from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model, set_dropout
 from rlhf.ppo.config import PPOConfig
@@ -32,7 +32,8 @@ class Config(PPOConfig):
     data: DataConfig = option(DataConfig(), "prompts: the train split's prompts for rollouts, the test split's for eval")
     lora: LoraConfig = option(LoraConfig(), "LoRA adapters; the reference is then the adapter-disabled base (one backbone)")
     resume: bool = option(True, "continue from the last checkpoint in ${run_dir}/.work/ppo after a kill", hashed=False)
-    eval_prompts: int = option(64, "held-out prompts sampled before and after training for eval/* metrics (0 = skip)")
+    eval_prompts: int = option(64, "training-split prompts sampled before and after training for eval/* metrics (0 = skip); "
+        "the held-out prompts are left to the eval stage")
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
@@ -69,12 +70,12 @@ def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
     for model in (policy, ref_policy, reward_model.model, critic):
         if model is not None:
             set_dropout(model, 0.0)
-    prompts = load_task(config.data)["train"]["prompt"]
+    prompts = train_prompts(config.data)
     return PPOTrainer(PPOConfig.of(config), policy, ref_policy, reward_model, tokenizer, prompts, work_dir(config), critic)
 
 
 def evaluate(model, tokenizer, reward_model: RewardModel, prompts: list[str], cfg: PPOConfig) -> dict[str, float]:
-    """Mean gold reward and reward-model score of one sample per held-out prompt."""
+    """Mean gold reward and reward-model score of one sample per prompt."""
     sampling = SamplingConfig(temperature=cfg.temperature, max_new_tokens=cfg.response_length)
     samples = sample_and_score(model, tokenizer, prompts, sampling, cfg.seed, reward_model=reward_model)
     return {"gold_reward": samples.mean("gold"), "score": samples.mean("rm")}
@@ -84,7 +85,7 @@ def run(config: Config, inputs: dict[str, Artifact],
         on_step_end: Callable[[int, PPOTrainer], None] | None = None) -> Artifact:
     trainer = build_trainer(config, inputs)
     acc = trainer.accelerator
-    eval_prompts = held_out_prompts(config.data, config.eval_prompts)
+    eval_prompts = train_prompts(config.data, config.eval_prompts)  # held-out prompts are the eval stage's
     metrics = {}
     if eval_prompts and acc.is_main_process:
         before = evaluate(trainer.policy(), trainer.tokenizer, trainer.reward_model, eval_prompts, config)

@@ -23,7 +23,7 @@ from trl import RewardConfig, RewardTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, option, trainer_options
-from rlhf.data import held_out_prompts
+from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
@@ -55,7 +55,7 @@ class Config:
         hashed=False)
     lora: LoraConfig = option(LoraConfig(), "optional LoRA adapters (task SEQ_CLS; the score head is trained fully)")
     data: DataConfig = option(DataConfig(), "task whose held-out prompts are used for normalization and gold correlation")
-    num_eval_prompts: int = option(128, "held-out prompts sampled from the reference policy")
+    num_eval_prompts: int = option(128, "training-split prompts sampled from the reference policy (normalization sample, gold correlation)")
     samples_per_prompt: int = option(2, "reference samples per held-out prompt")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling of the reference policy's responses")
     calibration_bins: int = option(5, "confidence bins of the calibration table (over [0.5, 1])")
@@ -169,9 +169,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             (out.path / SCORING_FILE).write_text(json.dumps({"max_length": args.max_length}))
             # Score through the saved artifact, exactly as PPO and eval will.
             rm = RewardModel.load(out.path, device=trainer.accelerator.device)
-            test = pairs["test"]
-            margins = (rm.raw_scores([join(p, c) for p, c in zip(test["prompt"], test["chosen"])])
-                       - rm.raw_scores([join(p, r) for p, r in zip(test["prompt"], test["rejected"])])).numpy()
+            margins = pair_margins(rm, pairs["test"])
+            train_accuracy = float((pair_margins(rm, pairs["train"]) > 0).mean())  # beside held-out: the gap
             table = calibration_table(margins, config.calibration_bins)
             (out.path / "calibration.json").write_text(json.dumps(table, indent=2))
             out.extra["calibration_table"] = markdown_table(table)
@@ -180,7 +179,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             mean, std = float(raw.mean()), float(raw.std().clamp(min=1e-6))
             (out.path / NORMALIZATION_FILE).write_text(json.dumps({"mean": mean, "std": std}))
             correlation = float(spearmanr(raw.numpy(), samples.gold).statistic)
-            (out.path / "README.md").write_text(readme(config, final_eval, table, correlation, mean, std))
+            (out.path / "README.md").write_text(readme(config, final_eval, table, correlation, mean, std, train_accuracy))
             out.metrics.update({
                 "eval/rewards/accuracies": float((margins > 0).mean()),
                 "eval/rewards/margins": float(margins.mean()),
@@ -189,6 +188,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
                 "eval/gold_correlation": correlation,
                 "reference/raw_score_mean": mean,
                 "reference/raw_score_std": std,
+                "train/rewards/accuracies": train_accuracy,
                 "train/loss": _last(trainer.state.log_history, "train_loss"),
                 "train/steps": trainer.state.global_step,
                 "train/pairs": len(pairs["train"]),
@@ -199,10 +199,16 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     return open_artifact(config.output_dir, KIND)
 
 
+def pair_margins(rm: RewardModel, pairs) -> np.ndarray:
+    """Raw score of chosen minus rejected, per pair."""
+    return (rm.raw_scores([join(p, c) for p, c in zip(pairs["prompt"], pairs["chosen"])])
+            - rm.raw_scores([join(p, r) for p, r in zip(pairs["prompt"], pairs["rejected"])])).numpy()
+
+
 def reference_scores(config: Config, reference: Artifact, rm: RewardModel):
-    """Raw scores of the reference policy's samples on held-out prompts (the normalization sample)."""
+    """Raw scores of the reference policy's samples on training-split prompts (the normalization sample)."""
     policy = load_causal_lm(reference.path).to(next(rm.model.parameters()).device)
-    prompts = held_out_prompts(config.data, config.num_eval_prompts)
+    prompts = train_prompts(config.data, config.num_eval_prompts)  # PPO normalizes on the prompts it rolls out on
     samples = sample_and_score(policy, load_tokenizer(reference.path), prompts, config.sampling, config.seed,
                                num_samples=config.samples_per_prompt)
     del policy
@@ -214,13 +220,15 @@ def _last(log_history: list[dict], key: str) -> float | None:
     return values[-1] if values else None
 
 
-def readme(config: Config, final_eval: dict, table: list, correlation: float, mean: float, std: float) -> str:
+def readme(config: Config, final_eval: dict, table: list, correlation: float, mean: float, std: float,
+           train_accuracy: float) -> str:
     return "\n".join([
         "# Reward model",
         "",
         f"Base: `{config.base}`; preferences: `{config.preferences}`; LoRA: {config.lora.enabled}.",
         "",
-        f"- held-out pairwise accuracy: {final_eval.get('eval_accuracy', float('nan')):.3f}",
+        f"- held-out pairwise accuracy: {final_eval.get('eval_accuracy', float('nan')):.3f} "
+        f"(training pairs: {train_accuracy:.3f}; the preference export splits pairs by prompt)",
         f"- Spearman correlation with the gold reward on reference samples: {correlation:.3f}",
         f"- normalization (raw score on reference samples): mean {mean:.4f}, std {std:.4f}",
         "",
