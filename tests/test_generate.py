@@ -9,7 +9,7 @@ from rlhf.cli import main
 from rlhf.config import load_config
 from rlhf.stage import run_stage
 from rlhf.stages import generate
-from rlhf.stages.generate import load_candidates
+from rlhf.candidates import load_candidates
 
 K = 3
 

@@ -13,21 +13,21 @@ from __future__ import annotations
 import contextlib
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import PartialState
 from trl import DPOConfig, DPOTrainer
 
-from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history
+from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history, work_dir
 from rlhf.config import DataConfig, LoraConfig, option, trainer_args
 from rlhf.data import held_out_prompts
 from rlhf.hardware import precision_options
 from rlhf.logprobs import response_log_softmax
-from rlhf.models import load_causal_lm, load_tokenizer, peft_config, save_model
+from rlhf.models import load_tokenizer, peft_config, save_model
+from rlhf.policies import POLICY_KINDS, load_policy
+from rlhf.preferences.artifact import PAIR_COLUMNS, load_pairs
 from rlhf.sampling import SamplingConfig, encode_prompts, join, sample
-from rlhf.stages.reward import PAIR_COLUMNS, POLICY_KINDS, load_pairs
 from rlhf.tasks.gold import gold_reward
 
 KIND = "dpo"
@@ -54,16 +54,6 @@ class Config:
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
     return {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, "preferences")}
-
-
-def work_dir(config: Config) -> Path:
-    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
-
-
-def load_policy(path: str | Path):
-    """The policy's full weights; a LoRA policy artifact is merged so a new adapter can go on top."""
-    model = load_causal_lm(path)
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def reference_of(trainer: DPOTrainer):

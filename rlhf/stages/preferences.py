@@ -1,12 +1,12 @@
 """Preference pairs from ranked candidates: simulated annotators, or what people have labelled so far.
 
 ``annotators: simulated`` ranks every candidates item with AlpacaFarm-style simulated annotators
-(gold reward + noise, see annotation_ui/simulate.py) into the label DB, so ``pipelines.run`` needs
+(gold reward + noise, see rlhf/preferences/simulate.py) into the label DB, so ``pipelines.run`` needs
 no human. ``annotators: human`` exports the labels people made in the annotation app
 (``python -m annotation_ui``), leaving simulated labels out. Both export with
-annotation_ui/export.py (pairing + aggregation policies). ``annotators: dataset`` takes the pairs of
+rlhf/preferences/export.py (pairing + aggregation policies). ``annotators: dataset`` takes the pairs of
 a published preference dataset instead (``dataset.name``, e.g. Anthropic/hh-rlhf; see
-rlhf/preference_datasets.py) and needs no candidates artifact.
+rlhf/preferences/published.py) and needs no candidates artifact.
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from datasets import DatasetDict
 
-from annotation_ui.export import (
-    build_export, candidate_items, db_state, open_label_db, select_labels, write_preferences,
-)
-from annotation_ui.simulate import SimulatorConfig, is_simulated, simulate
-from annotation_ui.storage import LabelStore
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
+from rlhf.candidates import KIND as CANDIDATES
 from rlhf.config import ConfigError, option
-from rlhf.preference_datasets import PreferenceDatasetConfig, load_preference_dataset
+from rlhf.preferences.artifact import KIND, write_preferences
+from rlhf.preferences.export import build_export, candidate_items, db_state, open_label_db, select_labels
+from rlhf.preferences.published import PreferenceDatasetConfig, load_preference_dataset
+from rlhf.preferences.simulate import SimulatorConfig, is_simulated, simulate
+from rlhf.preferences.store import LabelStore
 
-KIND = "preferences"
 ANNOTATORS = ("simulated", "human", "dataset")
 
 
@@ -55,7 +54,7 @@ class Config:
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
     if config.annotators == "dataset":
         return {}
-    return {"candidates": (config.candidates, "candidates")}
+    return {"candidates": (config.candidates, CANDIDATES)}
 
 
 def up_to_date(config: Config, artifact: Artifact) -> bool:
