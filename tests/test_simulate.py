@@ -3,9 +3,9 @@
 import pytest
 from datasets import load_from_disk
 
-from annotation_ui.agreement import agreement
-from annotation_ui.simulate import SimulatorConfig, item_gold, noisy_ranks, simulate
-from annotation_ui.storage import Item, LabelStore
+from rlhf.preferences.agreement import agreement
+from rlhf.preferences.simulate import SimulatorConfig, item_gold, noisy_ranks, simulate
+from rlhf.preferences.store import Item, LabelStore
 from rlhf.artifacts import open_artifact
 from rlhf.config import ConfigError, load_config
 from rlhf.sampling import join
