@@ -97,7 +97,7 @@ def report_markdown(store: LabelStore, overlap: int = 1) -> str:
         lines.append("| (no labels yet) | | | | | |")
     lines += ["", "### Agreement"]
     if r["agreement"] is None:
-        lines.append("*annotation_ui.agreement is not available: counts only.*")
+        lines.append("*rlhf.preferences.agreement is not available: counts only.*")
     else:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_cell(_fmt(v), 120)} |" for k, v in r["agreement"].items()]
@@ -123,7 +123,7 @@ def report_text(store: LabelStore, overlap: int = 1) -> str:
                    f"{a['revisions']:>9}")
     out.append("")
     if r["agreement"] is None:
-        out.append("agreement: annotation_ui.agreement is not available (counts only)")
+        out.append("agreement: rlhf.preferences.agreement is not available (counts only)")
     else:
         out += [f"{k}: {_fmt(v)}" for k, v in r["agreement"].items()]
     out += ["", f"flagged items: {len(r['flagged'])}"]
