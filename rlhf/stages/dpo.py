@@ -26,7 +26,7 @@ from rlhf.hardware import precision_options
 from rlhf.logprobs import response_log_softmax
 from rlhf.models import load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS, load_policy
-from rlhf.preferences.artifact import PAIR_COLUMNS, load_pairs
+from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
 from rlhf.sampling import SamplingConfig, encode_prompts, join, sample
 from rlhf.tasks.gold import gold_reward
 
@@ -53,7 +53,7 @@ class Config:
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
-    return {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, "preferences")}
+    return {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, PREFERENCES)}
 
 
 def reference_of(trainer: DPOTrainer):

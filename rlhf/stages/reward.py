@@ -27,7 +27,7 @@ from rlhf.data import held_out_prompts
 from rlhf.hardware import precision_options
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS
-from rlhf.preferences.artifact import PAIR_COLUMNS, load_pairs
+from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
 from rlhf.reward_model import NORMALIZATION_FILE, SCORING_FILE, RewardModel
 from rlhf.sampling import SamplingConfig, join, sample
 from rlhf.tasks.gold import gold_reward
@@ -69,7 +69,7 @@ def _is_artifact_path(config: Config, path: str) -> bool:
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
-    needed = {"preferences": (config.preferences, "preferences"), "reference": (config.reference, POLICY_KINDS)}
+    needed = {"preferences": (config.preferences, PREFERENCES), "reference": (config.reference, POLICY_KINDS)}
     if _is_artifact_path(config, config.base):
         needed["base"] = (config.base, POLICY_KINDS)
     return needed
