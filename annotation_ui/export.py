@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         candidates, items = candidate_items(args.candidates)
         store = open_label_db(args.db)
         data, metrics = build_export(store, items, args.pairing, args.aggregation, args.test_fraction, args.seed)
-        art = write_preferences(args.out, config, candidates, data, metrics, db_state(store))
+        art = write_preferences(args.out, config, {"candidates": candidates}, data, metrics,
+                                {"label_db": db_state(store)})
     except (ConfigError, ArtifactError) as exc:
         fail(str(exc))
         return

@@ -96,8 +96,8 @@ def test_rows_have_trl_columns_texts_and_agreement(labelled):
 def test_split_is_by_prompt_and_artifact_round_trips(labelled, tmp_path):
     root, candidates, items, store = labelled
     data, metrics = build_export(store, items, "all_pairs", "keep_all", test_fraction=0.34, seed=0)
-    art = write_preferences(tmp_path / "prefs", export.ExportConfig(), candidates, data, metrics,
-                                   db_state(store))
+    art = write_preferences(tmp_path / "prefs", export.ExportConfig(), {"candidates": candidates}, data, metrics,
+                            {"label_db": db_state(store)})
     assert open_artifact(art.path, "preferences").manifest["inputs"]["candidates"]["fingerprint"] == candidates.fingerprint
     data = load_from_disk(str(art.path / "data"))
     assert set(data) == {"train", "test"}

@@ -67,16 +67,17 @@ def load_pairs(preferences: Artifact) -> DatasetDict:
 
 
 def write_preferences(
-    output_dir: str | Path, config: Any, candidates: Artifact, data: DatasetDict | None,
-    metrics: dict[str, Any], label_db: dict[str, Any],
+    output_dir: str | Path, config: Any, inputs: dict[str, Artifact], data: DatasetDict | None,
+    metrics: dict[str, Any], extra: dict[str, Any],
 ) -> Artifact:
-    """Write the "preferences" artifact: data/ via save_to_disk, metrics and the DB's state in the manifest.
+    """Write the "preferences" artifact: data/ via save_to_disk; metrics and ``extra`` (the label DB's
+    state, or the source dataset) in the manifest; ``inputs`` the candidates it came from, if any.
 
     Under several processes every rank calls this; ranks other than the main one pass ``data=None``.
     """
-    with write_artifact(output_dir, KIND, config, {"candidates": candidates}) as out:
+    with write_artifact(output_dir, KIND, config, inputs) as out:
         if data is not None:
             data.save_to_disk(str(out.path / "data"))
             out.metrics.update(metrics)
-            out.extra["label_db"] = label_db
+            out.extra.update(extra)
     return open_artifact(output_dir, KIND)

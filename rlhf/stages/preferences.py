@@ -19,7 +19,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from datasets import DatasetDict
 
-from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
+from rlhf.artifacts import Artifact, ArtifactError
 from rlhf.candidates import KIND as CANDIDATES
 from rlhf.config import ConfigError, option
 from rlhf.preferences.artifact import KIND, write_preferences
@@ -135,7 +135,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     if error is not None:
         raise error
     data, metrics, db = result
-    return write_preferences(config.output_dir, config, candidates, data, metrics, db)
+    return write_preferences(config.output_dir, config, {"candidates": candidates}, data, metrics, {"label_db": db})
 
 
 def from_dataset(config: Config) -> Artifact:
@@ -144,10 +144,7 @@ def from_dataset(config: Config) -> Artifact:
     data = load_preference_dataset(options.pop("name"), **options, test_fraction=config.test_fraction,
                                    seed=config.seed)
     state = PartialState(cpu=not torch.cuda.is_available())  # see rlhf/stages/generate.py
-    with write_artifact(config.output_dir, KIND, config, {}) as out:
-        if state.is_main_process:
-            data.save_to_disk(str(out.path / "data"))
-            out.extra["source"] = config.dataset.name
-            out.metrics.update({"pairs/train": len(data["train"]), "pairs/test": len(data["test"]),
-                                "pairs/total": len(data["train"]) + len(data["test"])})
-    return open_artifact(config.output_dir, KIND)
+    metrics = {"pairs/train": len(data["train"]), "pairs/test": len(data["test"]),
+               "pairs/total": len(data["train"]) + len(data["test"])}
+    return write_preferences(config.output_dir, config, {}, data if state.is_main_process else None, metrics,
+                             {"source": config.dataset.name})
