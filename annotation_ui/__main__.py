@@ -6,19 +6,15 @@ import argparse
 import sys
 
 from annotation_ui.app import AppConfig, build_app, launch_kwargs
-from annotation_ui.storage import LabelStore, items_from_candidates
 from annotation_ui.users import load_users
 from rlhf.resources import GUIDELINES
+from rlhf.preferences.export import candidate_items
+from rlhf.preferences.store import LabelStore
 
 
 def import_candidates(store: LabelStore, path: str) -> int:
     """Import the items of a "candidates" artifact (idempotent); returns how many were new."""
-    from datasets import load_from_disk
-
-    from rlhf.artifacts import open_artifact
-
-    art = open_artifact(path, "candidates")
-    return store.add_items(items_from_candidates(load_from_disk(str(art / "data"))))
+    return store.add_items(candidate_items(path)[1])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Shown in the app's Admin tab (users listed as admins) and printed by
 ``python -m annotation_ui.admin --db labels.sqlite [--overlap N]``.
-Agreement comes from ``annotation_ui.agreement`` when that module is present.
+Agreement comes from ``rlhf.preferences.agreement`` when that module is present.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import math
 import time
 from typing import Any, Callable
 
-from annotation_ui.storage import Label, LabelStore
+from rlhf.preferences.store import Label, LabelStore
 
 AGREEMENT_METRICS = ("pairwise_agreement", "krippendorff_alpha", "mean_kendall_tau")
 
 
 def agreement(labels: list[Label]) -> dict[str, Any] | None:
-    """{metric: value} from annotation_ui.agreement, or None when that module is not available."""
+    """{metric: value} from rlhf.preferences.agreement, or None when that module is not available."""
     try:
-        from annotation_ui import agreement as mod
+        from rlhf.preferences import agreement as mod
     except ImportError:
         return None
     ranked = [lab for lab in labels if not lab.skipped]
@@ -97,7 +97,7 @@ def report_markdown(store: LabelStore, overlap: int = 1) -> str:
         lines.append("| (no labels yet) | | | | | |")
     lines += ["", "### Agreement"]
     if r["agreement"] is None:
-        lines.append("*annotation_ui.agreement is not available: counts only.*")
+        lines.append("*rlhf.preferences.agreement is not available: counts only.*")
     else:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_cell(_fmt(v), 120)} |" for k, v in r["agreement"].items()]
@@ -123,7 +123,7 @@ def report_text(store: LabelStore, overlap: int = 1) -> str:
                    f"{a['revisions']:>9}")
     out.append("")
     if r["agreement"] is None:
-        out.append("agreement: annotation_ui.agreement is not available (counts only)")
+        out.append("agreement: rlhf.preferences.agreement is not available (counts only)")
     else:
         out += [f"{k}: {_fmt(v)}" for k, v in r["agreement"].items()]
     out += ["", f"flagged items: {len(r['flagged'])}"]

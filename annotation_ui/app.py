@@ -21,8 +21,8 @@ from typing import Any
 
 import gradio as gr
 
-from annotation_ui.storage import Item, Label, LabelStore
 from annotation_ui.users import Users
+from rlhf.preferences.store import Item, Label, LabelStore
 
 LETTERS = "ABCDEFGHIJ"
 MAX_K = len(LETTERS)

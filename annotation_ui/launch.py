@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from annotation_ui.storage import LabelStore
+from rlhf.preferences.store import LabelStore
 
 
 def _enter_pressed(timeout: float) -> bool:

@@ -256,6 +256,19 @@ def is_up_to_date(path: str | Path, kind: str, config: Any, inputs: dict[str, Ar
 LOG_HISTORY = "log_history.jsonl"
 
 
+def work_dir(config: Any) -> Path:
+    """Trainer checkpoints and logs live here, outside the artifact, so a killed run can resume."""
+    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file (log_history.jsonl, samples.jsonl), or [] when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def write_log_history(path: str | Path, log_history: list[dict[str, Any]]) -> None:
     """A Trainer's ``state.log_history`` as JSON lines with train/eval-prefixed TRL metric names.
 

@@ -61,7 +61,7 @@ class Server:
                  overlap: int = 1, guidelines: str | None = "docs/annotation_guidelines.md"):
         from annotation_ui.__main__ import import_candidates
         from annotation_ui.app import AppConfig
-        from annotation_ui.storage import LabelStore
+        from rlhf.preferences.store import LabelStore
         from annotation_ui.users import load_users
 
         self.store = LabelStore(db_path)

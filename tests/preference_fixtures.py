@@ -20,6 +20,7 @@ from rlhf.artifacts import Artifact, open_artifact, write_artifact
 from rlhf.config import DataConfig
 from rlhf.data import load_task
 from rlhf.models import load_causal_lm, load_tokenizer
+from rlhf.preferences.artifact import KIND
 from rlhf.sampling import SamplingConfig, join, sample
 from rlhf.tasks.gold import gold_reward
 
@@ -94,10 +95,10 @@ def make_preferences_artifact(
         # Test pairs: each held-out prompt's clearest pair (best vs worst), one per prompt.
         split_cfg = cfg if split == "train" else dataclasses.replace(cfg, all_pairs=False)
         splits[split] = Dataset.from_list(_pairs(prompts, responses, split_cfg, rng, split))
-    with write_artifact(out_dir, "preferences", cfg, {"policy": sft_artifact}) as out:
+    with write_artifact(out_dir, KIND, cfg, {"policy": sft_artifact}) as out:
         DatasetDict(splits).save_to_disk(str(out.path / "data"))
         out.metrics.update({f"{split}/pairs": len(ds) for split, ds in splits.items()})
-    return open_artifact(out_dir, "preferences")
+    return open_artifact(out_dir, KIND)
 
 
 # The reward stage's test settings, shared by the reward tests and PPO's trained-reward-model test.

@@ -11,8 +11,8 @@ import math
 
 import pytest
 
-from annotation_ui.agreement import agreement, per_annotator_counts
-from annotation_ui.storage import Label
+from rlhf.preferences.agreement import agreement, per_annotator_counts
+from rlhf.preferences.store import Label
 
 
 def _label(i, item, annotator, ranks, skipped=False, flagged=False):
@@ -93,7 +93,7 @@ def test_perfect_agreement_and_no_overlap():
 
 
 def test_per_statistic_functions_used_by_the_admin_panel():
-    from annotation_ui.agreement import krippendorff_alpha, mean_kendall_tau, pairwise_agreement
+    from rlhf.preferences.agreement import krippendorff_alpha, mean_kendall_tau, pairwise_agreement
 
     assert mean_kendall_tau(FIXTURE) == pytest.approx((1 / 3 + 2 / math.sqrt(6) - 1) / 4)
     assert krippendorff_alpha(FIXTURE) == pytest.approx(-849 / 7425)

@@ -3,7 +3,7 @@
 import types
 
 from annotation_ui import launch
-from annotation_ui.storage import Item, LabelStore
+from rlhf.preferences.store import Item, LabelStore
 
 
 class FakeApp:

@@ -217,7 +217,7 @@ def test_handlers_back_and_revise_walk_without_browser(tmp_path):
     from types import SimpleNamespace
 
     from annotation_ui import app as ui
-    from annotation_ui.storage import LabelStore
+    from rlhf.preferences.store import LabelStore
     from annotation_ui.users import Users
 
     make_candidates_artifact(tmp_path / "candidates", len(KS), KS)

@@ -17,9 +17,10 @@ from datasets import load_from_disk
 
 from annotation_fixtures import make_candidates_artifact
 from annotation_ui import export
-from annotation_ui.export import build_export, candidate_items, export_preferences, open_label_db
-from annotation_ui.storage import Item, LabelStore
 from rlhf.artifacts import ArtifactError, open_artifact
+from rlhf.preferences.artifact import write_preferences
+from rlhf.preferences.export import build_export, candidate_items, db_state, export_preferences, open_label_db
+from rlhf.preferences.store import Item, LabelStore
 
 RANKINGS = {
     "p000": {"A": (1, 2, 3), "B": (1, 3, 2), "C": (2, 1, 3)},
@@ -95,8 +96,8 @@ def test_rows_have_trl_columns_texts_and_agreement(labelled):
 def test_split_is_by_prompt_and_artifact_round_trips(labelled, tmp_path):
     root, candidates, items, store = labelled
     data, metrics = build_export(store, items, "all_pairs", "keep_all", test_fraction=0.34, seed=0)
-    art = export.write_preferences(tmp_path / "prefs", export.ExportConfig(), candidates, data, metrics,
-                                   export.db_state(store))
+    art = write_preferences(tmp_path / "prefs", export.ExportConfig(), {"candidates": candidates}, data, metrics,
+                            {"label_db": db_state(store)})
     assert open_artifact(art.path, "preferences").manifest["inputs"]["candidates"]["fingerprint"] == candidates.fingerprint
     data = load_from_disk(str(art.path / "data"))
     assert set(data) == {"train", "test"}

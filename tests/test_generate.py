@@ -5,11 +5,11 @@ import json
 import pytest
 
 from rlhf.artifacts import ArtifactError, open_artifact
+from rlhf.candidates import load_candidates
 from rlhf.cli import main
 from rlhf.config import load_config
 from rlhf.stage import run_stage
 from rlhf.stages import generate
-from rlhf.stages.generate import load_candidates
 
 K = 3
 

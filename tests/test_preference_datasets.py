@@ -1,4 +1,4 @@
-"""Published preference datasets -> our "preferences" format (rlhf/preference_datasets.py)."""
+"""Published preference datasets -> our "preferences" format (rlhf/preferences/published.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from rlhf.config import ConfigError, load_config
-from rlhf.preference_datasets import load_preference_dataset
+from rlhf.preferences.published import load_preference_dataset
 from rlhf.sampling import join
 
 # Anthropic/hh-rlhf rows: implicit prompt, full dialogues that share everything up to the last answer.

@@ -119,7 +119,7 @@ def test_empty_test_split_is_a_clear_error(tmp_path):
     from datasets import Dataset, DatasetDict
 
     from rlhf.artifacts import write_artifact
-    from rlhf.stages.reward import load_pairs
+    from rlhf.preferences.artifact import load_pairs
 
     @dataclass
     class Cfg:

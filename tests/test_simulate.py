@@ -3,11 +3,11 @@
 import pytest
 from datasets import load_from_disk
 
-from annotation_ui.agreement import agreement
-from annotation_ui.simulate import SimulatorConfig, item_gold, noisy_ranks, simulate
-from annotation_ui.storage import Item, LabelStore
 from rlhf.artifacts import open_artifact
 from rlhf.config import ConfigError, load_config
+from rlhf.preferences.agreement import agreement
+from rlhf.preferences.simulate import SimulatorConfig, item_gold, noisy_ranks, simulate
+from rlhf.preferences.store import Item, LabelStore
 from rlhf.sampling import join
 from rlhf.stage import run_stage
 from rlhf.stages import generate, preferences
@@ -22,9 +22,17 @@ def _items(n=24, k=4):
                  [f" it was {WORDS[(i + 3 * c) % len(WORDS)]}." for c in range(k)]) for i in range(n)]
 
 
-def _dense_ranks(gold):
-    order = sorted(set(gold), reverse=True)
-    return [order.index(g) + 1 for g in gold]
+# Hand-ordered candidates: an annotator that follows the gold reward (sentiment) ranks them 1, 2, 3.
+BY_SENTIMENT = {1: " it was wonderful, I loved it.", 2: " it was a film.", 3: " it was awful, I hated it."}
+
+
+def _ordered_items(n=12):
+    """Items whose candidates are the three above, in a different order per item."""
+    items = []
+    for i in range(n):
+        order = [(i + c) % 3 + 1 for c in range(3)] if i % 2 else [3 - (i + c) % 3 for c in range(3)]
+        items.append(Item(f"o{i}", f"Review {i}:", [f"o{i}r{r}" for r in order], [BY_SENTIMENT[r] for r in order]))
+    return items
 
 
 def _store(tmp_path, name="sim.sqlite", items=None):
@@ -34,13 +42,30 @@ def _store(tmp_path, name="sim.sqlite", items=None):
 
 
 def test_noise_free_annotators_rank_by_gold_reward(tmp_path):
-    store = _store(tmp_path)
+    store = _store(tmp_path, items=_ordered_items())
     counts = simulate(store, SimulatorConfig(num_annotators=3, overlap=2, temperature=0.0, tie_margin=0.0))
     labels = store.labels()
-    assert counts["sim/labels"] == len(labels) == 24 * 2
+    assert counts["sim/labels"] == len(labels) == 12 * 2
     for lab in labels:
-        item = store.item(lab.item_id)
-        assert [lab.ranks[c] for c in item.candidate_ids] == _dense_ranks(item_gold(item))
+        # The candidate id ends with its hand-given rank (o<i>r<rank>).
+        assert lab.ranks == {c: int(c[-1]) for c in store.item(lab.item_id).candidate_ids}
+
+
+def test_pairwise_order_follows_bradley_terry_and_flips_at_their_rate():
+    import math
+
+    import numpy as np
+
+    # Gumbel noise of scale T: P(a above b) = sigmoid((gold_a - gold_b) / T), e.g. sigmoid(1) = 0.731.
+    # (Gaussian noise of the same scale would give 0.760; no noise 1.0.)
+    rng = np.random.default_rng(0)
+    n = 10_000
+    for temperature, expected in [(0.1, 1 / (1 + math.exp(-1))), (0.2, 1 / (1 + math.exp(-0.5)))]:
+        above = sum(noisy_ranks([0.1, 0.0], temperature, 0.0, 0.0, rng)[0] == [1, 2] for _ in range(n)) / n
+        assert above == pytest.approx(expected, abs=0.02)  # binomial std is 0.005
+    flips = [noisy_ranks([0.5, 0.0], 0.0, 0.3, 0.0, rng) for _ in range(n)]
+    assert sum(f for _, f in flips) / n == pytest.approx(0.3, abs=0.02)
+    assert all(ranks == ([2, 1] if flipped else [1, 2]) for ranks, flipped in flips)
 
 
 def test_labels_go_through_the_store_with_overlap(tmp_path):
@@ -111,7 +136,6 @@ def test_preferences_stage_end_to_end_prefers_higher_gold_reward(tiny_candidates
     rejected = gold_reward(join(r["prompt"], r["rejected"]) for r in rows)
     better = sum(c > r for c, r in zip(chosen, rejected)) / len(rows)
     assert better >= 0.85, better
-    assert art.metrics["gold/chosen_better"] == pytest.approx(better)
     assert art.metrics["agreement/overlapping_items"] > 0 and art.metrics["sim/labels"] == 24 * 2
 
     # Re-running rebuilds the simulated DB from scratch: same config, same pairs.
@@ -165,6 +189,22 @@ def test_human_mode_exports_only_human_labels_and_guides_when_empty(fixture_cand
     with pytest.raises(ConfigError, match="holds labels by people \\(alice, bob\\)"):
         run_stage(preferences, _prefs_config(run_dir, f"db={db}", f"output_dir={tmp_path}/sim"), force=True,
                   log=lambda _: None)
+
+
+def test_gold_agreement_metric_of_exact_and_reversed_annotators(fixture_candidates, tmp_path):
+    # Every fixture prompt has a "...the film was great." candidate, the one a sentiment-following
+    # annotator ranks first: exact annotators always choose it, annotators who reverse every ranking never.
+    run_dir, _ = fixture_candidates
+    for flip_rate, chosen_better in [(0.0, 1.0), (1.0, 0.0)]:
+        art = run_stage(preferences, _prefs_config(
+            run_dir, f"db={tmp_path}/{flip_rate}.sqlite", f"output_dir={tmp_path}/prefs-{flip_rate}",
+            "simulator.temperature=0", f"simulator.flip_rate={flip_rate}"), log=lambda _: None)
+        data = load_from_disk(str(art.path / "data"))
+        rows = [r for split in ("train", "test") for r in data[split]]
+        side = "chosen" if flip_rate == 0 else "rejected"
+        assert len(rows) == 6 and all("the film was great." in r[side] for r in rows)
+        assert art.metrics["gold/chosen_better"] == chosen_better
+        assert art.metrics["gold/margin_mean"] > 0 if chosen_better else art.metrics["gold/margin_mean"] < 0
 
 
 def test_bad_simulator_settings_are_refused(fixture_candidates, tmp_path):

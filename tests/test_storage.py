@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from annotation_ui.storage import Item, LabelStore, items_from_candidates
+from rlhf.preferences.store import Item, LabelStore, items_from_candidates
 
 
 def _items(n: int = 4, k: int = 3) -> list[Item]:

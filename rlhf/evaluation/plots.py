@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rlhf.artifacts import read_jsonl  # noqa: E402
 from rlhf.evaluation.metrics import Estimate  # noqa: E402
 
 
 def read_log_history(path: Path) -> list[dict[str, Any]]:
     """Rows of a training artifact's log_history.jsonl, or [] when it has none."""
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def curve(history: list[dict[str, Any]], metric: str) -> tuple[list[float], list[float]]:

@@ -13,13 +13,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from rlhf.artifacts import read_jsonl
+
 HISTORY_FILE = "log_history.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 CONSOLE_KEYS = ("objective/scores", "objective/kl", "policy/approxkl_avg", "eps")
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return read_jsonl(path)
 
 
 def _truncate(path: Path, step: int) -> None:

@@ -18,14 +18,15 @@ from pathlib import Path
 from accelerate import PartialState
 from trl import DPOConfig, DPOTrainer
 
-from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history
+from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history, work_dir
 from rlhf.config import DataConfig, LoraConfig, option, trainer_options
 from rlhf.data import train_prompts
-from rlhf.hardware import precision_options
 from rlhf.evaluation.rollouts import sample_and_score
-from rlhf.models import load_causal_lm, load_tokenizer, peft_config, save_model
+from rlhf.hardware import precision_options
+from rlhf.models import load_tokenizer, peft_config, save_model
+from rlhf.policies import POLICY_KINDS, load_policy
+from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
 from rlhf.sampling import SamplingConfig
-from rlhf.stages.reward import PAIR_COLUMNS, POLICY_KINDS, load_pairs
 
 KIND = "dpo"
 DPOOptions = trainer_options(DPOConfig, {
@@ -52,17 +53,7 @@ class Config:
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
-    return {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, "preferences")}
-
-
-def work_dir(config: Config) -> Path:
-    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
-
-
-def load_policy(path: str | Path):
-    """The policy's full weights; a LoRA policy artifact is merged so a new adapter can go on top."""
-    model = load_causal_lm(path)
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    return {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, PREFERENCES)}
 
 
 def reference_of(trainer: DPOTrainer):

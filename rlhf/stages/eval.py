@@ -21,11 +21,11 @@ from rlhf.evaluation.plots import curve, frontier_plot, read_log_history, traini
 from rlhf.evaluation.report import render_report
 from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
 from rlhf.models import load_causal_lm, load_tokenizer
+from rlhf.policies import POLICY_KINDS
 from rlhf.reward_model import RewardModel
 from rlhf.sampling import SamplingConfig
 
 KIND = "eval"
-POLICY_KINDS = ("sft", "ppo", "dpo")
 
 
 @dataclass

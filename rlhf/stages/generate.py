@@ -6,7 +6,6 @@ main process gathers them and writes the artifact.
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -18,15 +17,15 @@ from accelerate.utils import gather_object
 from datasets import Dataset
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact
+from rlhf.candidates import KIND, candidate_id, prompt_id
 from rlhf.config import ConfigError, DataConfig, option
 from rlhf.data import load_task
 from rlhf.hardware import autocast_dtype
 from rlhf.models import load_causal_lm, load_tokenizer
+from rlhf.policies import POLICY_KINDS
 from rlhf.sampling import SamplingConfig, join, sample
 from rlhf.tasks.gold import gold_reward
 
-KIND = "candidates"
-POLICY_KINDS = ("sft", "ppo", "dpo")
 
 
 @dataclass
@@ -44,20 +43,6 @@ class Config:
 
 def inputs(config: Config) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {"policy": (config.policy, POLICY_KINDS)}
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
-
-
-def prompt_id(prompt: str) -> str:
-    """Content-derived, so the same prompt has the same id in every candidates artifact."""
-    return "p" + _digest(prompt)[:10]
-
-
-def candidate_id(pid: str, k: int, text: str) -> str:
-    """Depends on the text: a label made for another sample of this prompt can never match by accident."""
-    return f"{pid}-{k}-{_digest(pid, str(k), text)[:6]}"
 
 
 def select_prompts(config: Config) -> list[str]:
@@ -119,10 +104,3 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
                 ),
             })
     return open_artifact(config.output_dir, KIND)
-
-
-def load_candidates(artifact: Artifact) -> Dataset:
-    """The candidates dataset of a finished artifact."""
-    from datasets import load_from_disk
-
-    return load_from_disk(str(artifact.path / "data"))

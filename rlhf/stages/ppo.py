@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from rlhf.artifacts import Artifact, open_artifact, write_artifact
+from rlhf.artifacts import Artifact, open_artifact, write_artifact, work_dir
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model, set_dropout
+from rlhf.policies import POLICY_KINDS
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.tracking import HISTORY_FILE, SAMPLES_FILE
 from rlhf.ppo.trainer import PPOTrainer
@@ -37,12 +37,7 @@ class Config(PPOConfig):
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
-    return {"policy": (config.policy, ("sft", "ppo", "dpo")), "reward_model": (config.reward_model, "reward")}
-
-
-def work_dir(config: Config) -> Path:
-    """Checkpoints and logs live here, outside the artifact, so a killed run can resume."""
-    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
+    return {"policy": (config.policy, POLICY_KINDS), "reward_model": (config.reward_model, "reward")}
 
 
 def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:

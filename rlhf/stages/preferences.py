@@ -1,12 +1,12 @@
 """Preference pairs from ranked candidates: simulated annotators, or what people have labelled so far.
 
 ``annotators: simulated`` ranks every candidates item with AlpacaFarm-style simulated annotators
-(gold reward + noise, see annotation_ui/simulate.py) into the label DB, so ``pipelines.run`` needs
+(gold reward + noise, see rlhf/preferences/simulate.py) into the label DB, so ``pipelines.run`` needs
 no human. ``annotators: human`` exports the labels people made in the annotation app
 (``python -m annotation_ui``), leaving simulated labels out. Both export with
-annotation_ui/export.py (pairing + aggregation policies). ``annotators: dataset`` takes the pairs of
+rlhf/preferences/export.py (pairing + aggregation policies). ``annotators: dataset`` takes the pairs of
 a published preference dataset instead (``dataset.name``, e.g. Anthropic/hh-rlhf; see
-rlhf/preference_datasets.py) and needs no candidates artifact.
+rlhf/preferences/published.py) and needs no candidates artifact.
 """
 
 from __future__ import annotations
@@ -20,16 +20,15 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from datasets import DatasetDict
 
-from annotation_ui.export import (
-    build_export, candidate_items, db_state, open_label_db, select_labels, write_preferences,
-)
-from annotation_ui.simulate import SimulatorConfig, is_simulated, simulate
-from annotation_ui.storage import LabelStore
-from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
+from rlhf.artifacts import Artifact, ArtifactError
+from rlhf.candidates import KIND as CANDIDATES
 from rlhf.config import ConfigError, option
-from rlhf.preference_datasets import PreferenceDatasetConfig, load_preference_dataset
+from rlhf.preferences.artifact import KIND, write_preferences
+from rlhf.preferences.export import build_export, candidate_items, db_state, open_label_db, select_labels
+from rlhf.preferences.published import PreferenceDatasetConfig, load_preference_dataset
+from rlhf.preferences.simulate import SimulatorConfig, is_simulated, simulate
+from rlhf.preferences.store import LabelStore
 
-KIND = "preferences"
 
 
 @dataclass
@@ -55,7 +54,7 @@ class Config:
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
     if config.annotators == "dataset":
         return {}
-    return {"candidates": (config.candidates, "candidates")}
+    return {"candidates": (config.candidates, CANDIDATES)}
 
 
 def up_to_date(config: Config, artifact: Artifact) -> bool:
@@ -134,7 +133,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     if error is not None:
         raise error
     data, metrics, db = result
-    return write_preferences(config.output_dir, config, candidates, data, metrics, db)
+    return write_preferences(config.output_dir, config, {"candidates": candidates}, data, metrics, {"label_db": db})
 
 
 def from_dataset(config: Config) -> Artifact:
@@ -143,10 +142,7 @@ def from_dataset(config: Config) -> Artifact:
     data = load_preference_dataset(options.pop("name"), **options, test_fraction=config.test_fraction,
                                    seed=config.seed)
     state = PartialState(cpu=not torch.cuda.is_available())  # see rlhf/stages/generate.py
-    with write_artifact(config.output_dir, KIND, config, {}) as out:
-        if state.is_main_process:
-            data.save_to_disk(str(out.path / "data"))
-            out.extra["source"] = config.dataset.name
-            out.metrics.update({"pairs/train": len(data["train"]), "pairs/test": len(data["test"]),
-                                "pairs/total": len(data["train"]) + len(data["test"])})
-    return open_artifact(config.output_dir, KIND)
+    metrics = {"pairs/train": len(data["train"]), "pairs/test": len(data["test"]),
+               "pairs/total": len(data["train"]) + len(data["test"])}
+    return write_preferences(config.output_dir, config, {}, data if state.is_main_process else None, metrics,
+                             {"source": config.dataset.name})

@@ -16,23 +16,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import load_from_disk
 from scipy.stats import spearmanr
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, set_seed
 from trl import RewardConfig, RewardTrainer
 
-from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history
+from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history, work_dir
 from rlhf.config import DataConfig, LoraConfig, option, trainer_options
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
+from rlhf.policies import POLICY_KINDS
+from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
 from rlhf.reward_model import NORMALIZATION_FILE, SCORING_FILE, RewardModel
 from rlhf.sampling import SamplingConfig, join
 
 KIND = "reward"
-POLICY_KINDS = ("sft", "ppo", "dpo")
-PAIR_COLUMNS = ["prompt", "chosen", "rejected"]  # TRL's explicit-prompt preference format
 RewardOptions = trainer_options(RewardConfig, {
     "learning_rate": 1e-3, "num_train_epochs": 4, "per_device_train_batch_size": 32, "max_length": 128,
     "logging_steps": 5, "report_to": [], "lr_scheduler_type": "cosine", "warmup_steps": 5,
@@ -70,14 +69,10 @@ def _is_artifact_path(config: Config, path: str) -> bool:
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
-    needed = {"preferences": (config.preferences, "preferences"), "reference": (config.reference, POLICY_KINDS)}
+    needed = {"preferences": (config.preferences, PREFERENCES), "reference": (config.reference, POLICY_KINDS)}
     if _is_artifact_path(config, config.base):
         needed["base"] = (config.base, POLICY_KINDS)
     return needed
-
-
-def work_dir(config: Config) -> Path:
-    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
 
 
 def load_base(path: str | Path, seed: int) -> PreTrainedModel:
@@ -86,30 +81,6 @@ def load_base(path: str | Path, seed: int) -> PreTrainedModel:
     if not is_adapter(path):
         return AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
     return load_sequence_classifier(path, num_labels=1).merge_and_unload()
-
-
-def load_pairs(preferences: Artifact):
-    try:
-        data = load_from_disk(str(preferences / "data"))
-    except IndexError as exc:  # datasets 5.2 cannot read back a saved split with no rows
-        raise ArtifactError(
-            f"preferences artifact {preferences.path} has an empty 'test' or 'train' split (every pair tied or too "
-            "few prompts); re-export it with more labelled prompts or a larger test_fraction"
-        ) from exc
-    for split in ("train", "test"):
-        if split not in data:
-            raise ArtifactError(f"preferences artifact {preferences.path} has no '{split}' split; re-export it")
-        if len(data[split]) == 0:
-            raise ArtifactError(
-                f"preferences artifact {preferences.path} has an empty '{split}' split (every pair tied or too few "
-                "prompts); re-export it with more labelled prompts or a larger test_fraction"
-            )
-        missing = set(PAIR_COLUMNS) - set(data[split].column_names)
-        if missing:
-            raise ArtifactError(
-                f"preferences artifact {preferences.path} lacks columns {sorted(missing)}; re-export it"
-            )
-    return data
 
 
 def calibration_table(margins: np.ndarray, bins: int) -> list[dict[str, float]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from trl import SFTConfig, SFTTrainer
 
-from rlhf.artifacts import Artifact, open_artifact, write_artifact, write_log_history
+from rlhf.artifacts import Artifact, open_artifact, write_artifact, write_log_history, work_dir
 from rlhf.config import DataConfig, LoraConfig, ModelConfig, option, trainer_options
 from rlhf.data import held_out_prompts, load_task
 from rlhf.evaluation.rollouts import sample_and_score
@@ -42,11 +42,6 @@ class Config:
 
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
     return {}
-
-
-def work_dir(config: Config) -> Path:
-    """Trainer checkpoints and logs live here, outside the artifact, so a killed run can resume."""
-    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
 
 
 def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:

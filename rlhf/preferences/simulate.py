@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotation_ui.storage import Item, LabelStore
+from rlhf.preferences.store import Item, LabelStore
 from rlhf.config import ConfigError, option
 from rlhf.sampling import join
 from rlhf.tasks.gold import gold_reward

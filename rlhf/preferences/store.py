@@ -1,4 +1,4 @@
-"""Label storage for the annotation app: SQLite (WAL), append-only label rows.
+"""Label storage (the annotation app's and the simulated annotators'): SQLite (WAL), append-only label rows.
 
 Nothing an annotator submits is ever updated or deleted. A revision is a *new* row whose
 ``supersedes`` points at the row it replaces; "the" label of an (annotator, item) pair is the

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datasets import Dataset, DatasetDict
 from trl.data_utils import is_conversational, maybe_extract_prompt
 
-from annotation_ui.export import FEATURES, split_by_prompt
+from rlhf.candidates import prompt_id
 from rlhf.config import ConfigError, option
 from rlhf.data import load_any
-from rlhf.stages.generate import prompt_id
+from rlhf.preferences.artifact import FEATURES, split_by_prompt
 
 ASSISTANT_TURN = "\n\nAssistant:"  # Anthropic HH turn marker; a prompt ends right after the last one
 ANNOTATOR = "dataset"
