@@ -32,6 +32,7 @@ def interval_plot(rows: Sequence[Rating], path: Path, anchor: str, confidence: f
         ax.errorbar(r.rating, y, xerr=[[r.rating - r.low], [r.high - r.rating]], fmt="o", capsize=4)
     ax.set_yticks(list(ys), [r.policy for r in rows])
     ax.axvline(BASE, color="grey", lw=0.8, ls="--")
+    ax.margins(y=0.25)
     ax.set_xlabel(f"Bradley-Terry rating ({anchor} = {BASE:.0f}; {confidence:.0%} bootstrap interval)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
