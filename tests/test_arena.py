@@ -11,7 +11,7 @@ import torch
 
 from pipelines.arena import translate
 from rlhf.arena.format import Arena, Vote, read_votes, vote_arrays, votes_dataset
-from rlhf.arena.pairing import all_pairs, choose_pair, order_overlap, outlier_voters
+from rlhf.arena.pairing import all_pairs, choose_pair, open_voters, order_overlap, outlier_voters
 from rlhf.arena.ratings import SCALE, fit_bradley_terry, leaderboard, outcome_scores, win_matrices
 from rlhf.arena.simulate import SimulatedVoter, simulate_arena, spearman
 
@@ -85,6 +85,7 @@ def test_votes_per_voter_cap():
     votes = simulate_arena(gold, 100, SimulatedVoter(noise=0.0), "uniform", num_voters=2, votes_per_voter=5)
     assert len(votes) == 10 and sorted(votes.voter) == ["sim-0"] * 5 + ["sim-1"] * 5
     assert all((o == "A") == (l > r) for l, r, o in zip(votes.left, votes.right, votes.outcome))  # noise 0
+    assert open_voters({"ann": 3, "bob": 2}, ["ann", "bob", "cy"], cap=3) == ["bob", "cy"]
 
 
 def test_outlier_check_flags_adversarial_and_random_voters():

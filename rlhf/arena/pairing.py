@@ -10,9 +10,8 @@ fitted on everyone else's votes is random or adversarial.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -56,9 +55,9 @@ def choose_pair(n: int, rng: np.random.Generator, pairing: str = "active",
     return (i, j) if rng.random() < 0.5 else (j, i)
 
 
-def under_cap(voter: str, voters: Sequence[str], cap: int | None) -> bool:
-    """True while ``voter`` has given fewer than ``cap`` votes (None = no cap)."""
-    return cap is None or Counter(voters)[voter] < cap
+def open_voters(votes_given: Mapping[str, int], voters: Sequence[str], cap: int | None) -> list[str]:
+    """The voters who may still vote: fewer than ``cap`` votes given so far (None = no cap)."""
+    return [v for v in voters if cap is None or votes_given.get(v, 0) < cap]
 
 
 @dataclass

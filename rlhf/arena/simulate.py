@@ -6,12 +6,13 @@ response, a voter prefers the response with the higher gold reward and is wrong 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
-from rlhf.arena.pairing import choose_pair, order_overlap, under_cap
+from rlhf.arena.pairing import choose_pair, open_voters, order_overlap
 from rlhf.arena.ratings import bootstrap_strengths, outcome_scores
 
 NOISE_MODELS = ("flip", "bradley_terry")
@@ -79,21 +80,21 @@ def simulate_arena(gold: np.ndarray, num_votes: int, voter: SimulatedVoter, pair
     if n < 2:
         raise ValueError(f"an arena needs at least 2 policies, got {n}")
     voters = [f"sim-{k}" for k in range(num_voters)]
-    votes = SimulatedVotes()
+    votes, given = SimulatedVotes(), Counter()
     overlap = None
     for k in range(num_votes):
-        open_voters = [v for v in voters if under_cap(v, votes.voter, votes_per_voter)]
-        if not open_voters:
+        allowed = open_voters(given, voters, votes_per_voter)
+        if not allowed:
             break
         if pairing == "active" and k >= refit_every and k % refit_every == 0:
             overlap = order_overlap(bootstrap_strengths(
                 np.array(votes.left), np.array(votes.right), outcome_scores(votes.outcome), n, pairing_rounds, seed + k))
-
         i, j = choose_pair(n, rng, pairing, overlap)
         p = int(rng.integers(num_prompts))
         votes.left.append(i)
         votes.right.append(j)
         votes.prompt.append(p)
         votes.outcome.append(voter.vote(gold[i, p], gold[j, p], rng))
-        votes.voter.append(open_voters[k % len(open_voters)])
+        votes.voter.append(allowed[k % len(allowed)])
+        given[votes.voter[-1]] += 1
     return votes

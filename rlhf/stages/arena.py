@@ -82,8 +82,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"noise_model={config.noise_model} must be one of: {', '.join(NOISE_MODELS)}")
     if not 0 <= config.noise <= 1:
         raise ConfigError(f"noise={config.noise} must be a probability, e.g. noise=0.25")
-    if config.simulate and config.num_votes < 1:
-        raise ConfigError(f"num_votes={config.num_votes}: simulate at least one vote, or set simulate=false")
+    if config.num_prompts < 1:
+        raise ConfigError(f"num_prompts={config.num_prompts}: the arena needs at least one held-out prompt")
+    if config.simulate and (config.num_votes < 1 or config.num_voters < 1):
+        raise ConfigError(f"num_votes={config.num_votes}, num_voters={config.num_voters}: simulate at least one "
+                          "vote by one voter, or set simulate=false")
     if not 0 < config.confidence < 1:
         raise ConfigError(f"confidence={config.confidence} must be between 0 and 1, e.g. confidence=0.95")
 
