@@ -74,10 +74,16 @@ def test_active_pairing_serves_the_most_overlapping_pair():
     overlap = order_overlap(samples)
     assert overlap[1, 2] == pytest.approx(0.5, abs=0.1) and overlap[0, 3] == 0
     served = {tuple(sorted(choose_pair(4, rng, "active", overlap))) for _ in range(20)}
-    assert served == {(1, 2)}
+    assert served == {(1, 2)}  # the only pair whose order is not settled
+    assert {choose_pair(4, rng, "active", overlap) for _ in range(50)} == {(1, 2), (2, 1)}  # sides randomised
     uniform = {tuple(sorted(choose_pair(4, rng, "uniform", overlap))) for _ in range(300)}
     assert uniform == set(all_pairs(4))
-    assert {choose_pair(4, rng, "active", overlap) for _ in range(50)} == {(1, 2), (2, 1)}  # sides randomised
+    # Two open pairs: served in proportion to their overlap (0.4 vs 0.1 -> 80 % vs 20 %).
+    overlap = np.zeros((4, 4))
+    overlap[1, 2] = overlap[2, 1] = 0.4
+    overlap[0, 3] = overlap[3, 0] = 0.1
+    served = [tuple(sorted(choose_pair(4, rng, "active", overlap))) for _ in range(1000)]
+    assert set(served) == {(1, 2), (0, 3)} and 0.75 < served.count((1, 2)) / 1000 < 0.85
 
 
 def test_votes_per_voter_cap():

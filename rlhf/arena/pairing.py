@@ -40,8 +40,11 @@ def choose_pair(n: int, rng: np.random.Generator, pairing: str = "active",
                 overlap: np.ndarray | None = None) -> tuple[int, int]:
     """Two distinct policy indices, in random left/right order.
 
-    ``active`` takes the pair with the largest ``overlap`` (e.g. ``order_overlap`` of bootstrap
-    ratings; ties broken at random); without one yet (no votes) it falls back to uniform.
+    ``active`` draws a pair with probability proportional to its ``overlap`` (e.g. ``order_overlap``
+    of bootstrap ratings), so the most-overlapping pairs get most votes and settled pairs (overlap 0)
+    none; uniform when there is no overlap yet (no votes) or every pair is settled. Drawing rather
+    than always taking the top pair: in benchmarks/arena_votes.py the argmax kept serving one
+    near-equal pair and needed 1.5x as many votes (docs/arena.md).
     """
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing='{pairing}' is not one of: {', '.join(PAIRINGS)}")
@@ -50,8 +53,10 @@ def choose_pair(n: int, rng: np.random.Generator, pairing: str = "active",
         i, j = pairs[rng.integers(len(pairs))]
     else:
         scores = np.array([overlap[i, j] for i, j in pairs])
-        best = np.flatnonzero(scores >= scores.max() - 1e-9)
-        i, j = pairs[best[rng.integers(len(best))]]
+        if scores.sum() > 0:
+            i, j = pairs[rng.choice(len(pairs), p=scores / scores.sum())]
+        else:
+            i, j = pairs[rng.integers(len(pairs))]
     return (i, j) if rng.random() < 0.5 else (j, i)
 
 
