@@ -44,7 +44,7 @@ def choose_pair(n: int, rng: np.random.Generator, pairing: str = "active",
     of bootstrap ratings), so the most-overlapping pairs get most votes and settled pairs (overlap 0)
     none; uniform when there is no overlap yet (no votes) or every pair is settled. Drawing rather
     than always taking the top pair: in benchmarks/arena_votes.py the argmax kept serving one
-    near-equal pair and needed 1.5x as many votes (docs/arena.md).
+    near-equal pair and needed more votes (docs/arena.md).
     """
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing='{pairing}' is not one of: {', '.join(PAIRINGS)}")
