@@ -1,0 +1,58 @@
+"""The arena leaderboard as a markdown table, an interval plot (PNG) and report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rlhf.arena.pairing import VoterCheck  # noqa: E402
+from rlhf.arena.ratings import BASE, Rating  # noqa: E402
+
+
+def markdown_table(rows: Sequence[Rating], confidence: float = 0.95, gold: dict[str, float] | None = None) -> str:
+    extra = " mean gold reward |" if gold else ""
+    lines = [f"| rank | policy | rating | {confidence:.0%} interval | votes |{extra}",
+             "|---:|---|---:|---|---:|" + ("---:|" if gold else "")]
+    for r in rows:
+        cell = f" {gold[r.policy]:.3f} |" if gold else ""
+        lines.append(f"| {r.rank} | {r.policy} | {r.rating:.0f} | {r.low:.0f} .. {r.high:.0f} | {r.votes} |{cell}")
+    return "\n".join(lines)
+
+
+def interval_plot(rows: Sequence[Rating], path: Path, anchor: str, confidence: float = 0.95) -> None:
+    """One horizontal bar per policy (best on top): rating and its bootstrap interval."""
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(rows) + 1.2))
+    ys = range(len(rows))[::-1]
+    for y, r in zip(ys, rows):
+        ax.errorbar(r.rating, y, xerr=[[r.rating - r.low], [r.high - r.rating]], fmt="o", capsize=4)
+    ax.set_yticks(list(ys), [r.policy for r in rows])
+    ax.axvline(BASE, color="grey", lw=0.8, ls="--")
+    ax.margins(y=0.25)
+    ax.set_xlabel(f"Bradley-Terry rating ({anchor} = {BASE:.0f}; {confidence:.0%} bootstrap interval)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render_report(rows: Sequence[Rating], anchor: str, confidence: float, num_votes: int,
+                  gold: dict[str, float], spearman: float, checks: Sequence[VoterCheck], plot: str) -> str:
+    flagged = [c for c in checks if c.outlier]
+    lines = [
+        "# Policy arena", "",
+        f"{num_votes} votes; Bradley-Terry ratings (ties count half), {anchor} anchored at {BASE:.0f}; "
+        f"{confidence:.0%} bootstrap intervals. Rank = 1 + policies rated above with disjoint intervals.", "",
+        markdown_table(rows, confidence, gold), "",
+        f"![ratings]({plot})", "",
+        f"Agreement with the gold-reward ranking: Spearman {spearman:.3f}.", "",
+        "## Voters", "",
+        "| voter | votes | z (log-likelihood vs model) | outlier |", "|---|---:|---:|---|",
+        *[f"| {c.voter} | {c.votes} | {c.z:.2f} | {'yes' if c.outlier else ''} |" for c in checks], "",
+        f"{len(flagged)} voter(s) flagged as outliers." if flagged else "No voter flagged as an outlier.", "",
+    ]
+    return "\n".join(lines)
