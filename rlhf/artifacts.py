@@ -35,6 +35,7 @@ PRODUCERS = {
     "ppo": "python -m pipelines.ppo",
     "dpo": "python -m pipelines.dpo",
     "eval": "python -m pipelines.eval",
+    "arena": "python -m pipelines.arena",
 }
 
 

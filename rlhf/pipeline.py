@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from rlhf.config import ConfigError, load_config, load_yaml, option
 from rlhf.stage import run_stage
-from rlhf.stages import dpo, eval as eval_stage, generate, ppo, preferences, reward, sft
+from rlhf.stages import arena, dpo, eval as eval_stage, generate, ppo, preferences, reward, sft
 
 STAGES: dict[str, ModuleType] = {
     "sft": sft,
@@ -26,13 +26,17 @@ STAGES: dict[str, ModuleType] = {
     "ppo": ppo,
     "dpo": dpo,
     "eval": eval_stage,
+    "arena": arena,
 }
+
+# Optional stages (arena) run only when listed in `stages:`.
+DEFAULT_STAGES = ("sft", "generate", "preferences", "reward", "ppo", "dpo", "eval")
 
 
 @dataclass
 class PipelineConfig:
     run_dir: str = option("runs/tiny", "directory for every stage's artifact (shared by all sections)")
-    stages: list[str] = option(list(STAGES), f"stages to run, in order; any of {', '.join(STAGES)}")
+    stages: list[str] = option(list(DEFAULT_STAGES), f"stages to run, in order; any of {', '.join(STAGES)}")
     recipes: dict[str, str] = option({}, "stage -> YAML recipe loaded into that section before this file")
     sft: sft.Config = option(sft.Config(), "supervised fine-tuning (pipelines.sft)")
     generate: generate.Config = option(generate.Config(), "candidate generation (pipelines.generate)")
@@ -41,6 +45,7 @@ class PipelineConfig:
     ppo: ppo.Config = option(ppo.Config(), "PPO (pipelines.ppo)")
     dpo: dpo.Config = option(dpo.Config(), "DPO (pipelines.dpo)")
     eval: eval_stage.Config = option(eval_stage.Config(), "evaluation report (pipelines.eval)")
+    arena: arena.Config = option(arena.Config(), "policy arena: blind pairwise votes, Bradley-Terry ratings (pipelines.arena)")
 
 
 def load_pipeline_config(config_file: str | None, overrides: list[str]) -> PipelineConfig:

@@ -33,12 +33,13 @@ POLICY_KINDS = ("sft", "ppo", "dpo")
 
 @dataclass
 class Config:
-    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run")
-    output_dir: str = option("${run_dir}/arena", "where the arena artifact is written")
+    run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
+    output_dir: str = option("${run_dir}/arena", "where the arena artifact is written", hashed=False)
     policies: list[str] = option(
         ["${run_dir}/sft", "${run_dir}/ppo", "${run_dir}/dpo"],
         "policy artifacts (sft/ppo/dpo) to compare, at least 2; each is named by its directory name "
         "(e.g. policies=[runs/tiny/sft,runs/tiny/ppo], or --policies A B C with pipelines.arena)",
+        hashed=False,  # the inputs' fingerprints are in the manifest
     )
     anchor: str | None = option(None, "policy name rated 1000; null = the first sft artifact listed, else the first")
     data: DataConfig = option(DataConfig(), "the task; its held-out split gives the prompts")
