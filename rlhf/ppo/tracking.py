@@ -13,6 +13,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from rlhf.console import TRAINER_LOG
+
 HISTORY_FILE = "log_history.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 CONSOLE_KEYS = ("objective/scores", "objective/kl", "policy/approxkl_avg", "eps")
@@ -59,6 +61,7 @@ class Tracker:
         row = {"step": step, **metrics}
         with open(self.log_dir / HISTORY_FILE, "a") as fh:
             fh.write(json.dumps(row) + "\n")
+        TRAINER_LOG.info("step %d: %s", step, metrics)  # the stage log (console too with --verbose)
         if self.writer is not None:
             for key, value in metrics.items():
                 self.writer.add_scalar(key, value, step)

@@ -22,6 +22,7 @@ from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, option, trainer_args
+from rlhf.console import attach, keep_logs
 from rlhf.data import held_out_prompts
 from rlhf.hardware import precision_options
 from rlhf.logprobs import response_log_softmax
@@ -131,6 +132,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         eval_dataset=pairs["test"].select_columns(PAIR_COLUMNS), processing_class=tokenizer,
         peft_config=peft_config(config.lora),
     )
+    attach(trainer, KIND, work / "runs")
     train_output = trainer.train()
     final_eval = trainer.evaluate()
 
@@ -145,6 +147,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         if trainer.accelerator.is_main_process:
             save_model(policy, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / LOG_HISTORY, trainer.state.log_history)
+            keep_logs(work / "runs", out.path)
             out.extra["reference_model"] = (
                 "adapter-disabled policy (no copy)" if trainer.ref_model is None else "separate frozen copy"
             )

@@ -24,6 +24,7 @@ from trl import RewardConfig, RewardTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, option, trainer_args
+from rlhf.console import attach, keep_logs
 from rlhf.data import held_out_prompts
 from rlhf.hardware import precision_options
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
@@ -159,6 +160,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         eval_dataset=pairs["test"].select_columns(PAIR_COLUMNS), processing_class=tokenizer,
         peft_config=peft_config(config.lora, task_type="SEQ_CLS"),
     )
+    attach(trainer, KIND, work / "runs")
     trainer.train()
     final_eval = trainer.evaluate()
 
@@ -166,6 +168,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         if trainer.accelerator.is_main_process:
             save_model(trainer.model, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / LOG_HISTORY, trainer.state.log_history)
+            keep_logs(work / "runs", out.path)
             (out.path / SCORING_FILE).write_text(json.dumps({"max_length": args.max_length}))
             # Score through the saved artifact, exactly as PPO and eval will.
             rm = RewardModel.load(out.path, device=trainer.accelerator.device)

@@ -12,6 +12,7 @@ from trl import SFTConfig, SFTTrainer
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact, write_log_history
 from rlhf.config import DataConfig, LoraConfig, ModelConfig, option, trainer_args
+from rlhf.console import attach, keep_logs
 from rlhf.data import load_task
 from rlhf.hardware import precision_options
 from rlhf.models import build_tiny_gpt2, fit_embeddings, load_causal_lm, load_tokenizer, peft_config, save_model, set_dropout
@@ -73,6 +74,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         model=model, args=args, train_dataset=lm_data["train"], eval_dataset=lm_data["test"],
         processing_class=tokenizer, peft_config=peft_config(config.lora),
     )
+    attach(trainer, KIND, work / "runs")
     initial_eval_loss = trainer.evaluate()["eval_loss"]
     has_checkpoint = config.resume and any(work.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -82,9 +84,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         if trainer.accelerator.is_main_process:
             save_model(trainer.model, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / "log_history.jsonl", trainer.state.log_history)
-            logs = work / "runs"
-            if logs.is_dir():
-                shutil.copytree(logs, out.path / "logs", dirs_exist_ok=True)
+            keep_logs(work / "runs", out.path)
             prompts = data["test"]["prompt"][: config.num_samples]
             responses = [r[0] for r in sample(trainer.model, tokenizer, prompts, config.sampling, seed=config.seed)]
             rewards = gold_reward(p + r for p, r in zip(prompts, responses))
