@@ -11,8 +11,9 @@ import sys
 
 from annotation_ui.launch import annotate_until_done
 from rlhf.artifacts import ArtifactError
-from rlhf.cli import fail
+from rlhf.cli import VERBOSE_HELP, fail
 from rlhf.config import ConfigError, describe, to_yaml
+from rlhf.console import quiet, say
 from rlhf.pipeline import STAGES, PipelineConfig, load_pipeline_config, run_pipeline
 from rlhf.summary import summary_table
 
@@ -30,6 +31,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--annotate", action="store_true",
                         help="open the annotation app after generation and wait for human labels "
                              "(instead of simulated annotators)")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     return parser.parse_args(argv)
@@ -51,8 +53,9 @@ def main(argv: list[str] | None = None) -> None:
             order = config.stages
             if from_stage is None or order.index(from_stage) > order.index("preferences"):
                 from_stage = "preferences"
+        quiet(args.verbose)
         hook = annotate_until_done if args.annotate else None
-        artifacts = run_pipeline(config, from_stage=from_stage, force=args.force, before_stage=hook)
+        artifacts = run_pipeline(config, from_stage=from_stage, force=args.force, log=say, before_stage=hook)
     except (ConfigError, ArtifactError) as exc:
         fail(str(exc))
         return

@@ -8,7 +8,10 @@ from types import ModuleType
 
 from rlhf.artifacts import ArtifactError
 from rlhf.config import ConfigError, describe, load_config, to_yaml
+from rlhf.console import quiet, say
 from rlhf.stage import run_stage
+
+VERBOSE_HELP = "show library warnings and every trainer log on the console (default: only in <run_dir>/logs/)"
 
 
 def parse(config_cls: type, argv: list[str] | None, prog: str, description: str):
@@ -22,6 +25,7 @@ def parse(config_cls: type, argv: list[str] | None, prog: str, description: str)
     parser.add_argument("--config", help="YAML recipe, e.g. configs/tiny/sft.yaml")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--force", action="store_true", help="re-run even if the artifact is up to date")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     args = parser.parse_args(argv)
     return args, load_config(config_cls, args.config, args.overrides)
@@ -39,10 +43,11 @@ def main(stage: ModuleType, argv: list[str] | None = None) -> None:
         if args.print_config:
             print(to_yaml(config), end="")
             return
+        quiet(args.verbose)
         artifact = run_stage(stage, config, force=args.force)
     except (ConfigError, ArtifactError) as exc:
         fail(str(exc))
         return
-    print(f"[{stage.KIND}] artifact: {artifact.path}")
+    say(f"[{stage.KIND}] artifact: {artifact.path}")
     if (artifact.path / "report.md").is_file():  # also when the stage was skipped as up to date
-        print(f"[{stage.KIND}] report: {artifact.path / 'report.md'}")
+        say(f"[{stage.KIND}] report: {artifact.path / 'report.md'}")

@@ -1,10 +1,36 @@
-"""The short table ``pipelines.run`` prints at the end, read from an eval artifact's metrics.json."""
+"""What a run reports on the console: one result line per stage, and the table ``pipelines.run`` prints
+at the end, read from an eval artifact's metrics.json."""
 
 from __future__ import annotations
 
 import json
 
 from rlhf.artifacts import Artifact
+
+# The few metrics worth a glance per artifact kind; every metric is in the artifact's manifest.json.
+HEADLINES = {
+    "sft": ("eval/loss_initial", "eval/loss"),
+    "candidates": ("num_candidates", "gold/mean"),
+    "preferences": ("pairs/train", "pairs/test", "agreement/krippendorff_alpha"),
+    "reward": ("eval/rewards/accuracies", "eval/gold_correlation"),
+    "ppo": ("eval/gold_reward_initial", "eval/gold_reward", "train/objective/kl"),
+    "dpo": ("eval/gold_reward_sft", "eval/gold_reward", "objective/kl"),
+    "eval": (),
+}
+
+
+def _number(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def result_line(artifact: Artifact) -> str:
+    """``[sft] done in 18.7 s: eval/loss_initial 6.99, eval/loss 0.931``."""
+    metrics = artifact.metrics
+    keys = HEADLINES.get(artifact.kind, tuple(metrics)[:3])
+    shown = ", ".join(f"{k} {_number(metrics[k])}" for k in keys if metrics.get(k) is not None)
+    wall = artifact.manifest.get("wall_time_s")
+    took = f" in {wall:.1f} s" if isinstance(wall, (int, float)) else ""
+    return f"[{artifact.kind}] done{took}" + (f": {shown}" if shown else "")
 
 
 def summary_table(eval_artifact: Artifact) -> str:

@@ -30,6 +30,16 @@ def tiny_sft_config(run_dir, *extra: str):
     return load_config(sft.Config, "configs/tiny/sft.yaml", [f"run_dir={run_dir}", *TINY_SFT_OVERRIDES, *extra])
 
 
+# A test that needs a trained artifact is slow, whichever file it is in: `pytest -m "not slow"` skips it.
+TRAINING_FIXTURES = {"sft_artifact", "preferences_artifact", "trained_reward_artifact"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def sft_artifact(tmp_path_factory):
     """A trained tiny SFT policy artifact shared by every test that needs a policy."""

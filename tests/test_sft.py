@@ -35,7 +35,7 @@ def test_sft_samples_are_mostly_well_formed_reviews(sft_artifact):
     assert len(well_formed) >= 0.7 * len(responses), responses
 
 
-def test_sft_is_skipped_when_up_to_date_and_rerun_with_force(sft_artifact):
+def test_sft_is_skipped_when_up_to_date(sft_artifact):
     config = json.loads((sft_artifact.path / "manifest.json").read_text())["config"]
     cfg = tiny_sft_config(config["run_dir"])
     logs = []
@@ -53,6 +53,7 @@ def _save_hub_style_model(path, corpus):
     tokenizer.save_pretrained(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset_format", ["jsonl", "save_to_disk"])
 def test_from_pretrained_and_load_dataset_paths(tmp_path, dataset_format):
     corpus = [f"Review number {i}. The food was {'great' if i % 2 else 'bad'} today." for i in range(120)]
@@ -85,6 +86,7 @@ def test_bad_text_field_is_a_clear_error(tmp_path):
         load_task(DataConfig(dataset=str(path)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("merge", [True, False])
 def test_lora_sft_artifacts_load_merged_or_as_adapter(tmp_path, merge):
     cfg = tiny_sft_config(tmp_path, "lora.enabled=true", f"lora.merge={merge}", "train.max_steps=4",
@@ -98,6 +100,7 @@ def test_lora_sft_artifacts_load_merged_or_as_adapter(tmp_path, merge):
     assert len(out) == 1 and isinstance(out[0][0], str)
 
 
+@pytest.mark.slow
 def test_interrupted_sft_resumes_from_checkpoint(tmp_path, monkeypatch):
     """Kill SFT after its first checkpoint; the re-run resumes instead of starting over."""
     from transformers import Trainer

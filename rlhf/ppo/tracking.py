@@ -14,6 +14,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rlhf.artifacts import read_jsonl
+from rlhf.console import TRAINER_LOG
 
 HISTORY_FILE = "log_history.jsonl"
 SAMPLES_FILE = "samples.jsonl"
@@ -61,6 +62,7 @@ class Tracker:
         row = {"step": step, **metrics}
         with open(self.log_dir / HISTORY_FILE, "a") as fh:
             fh.write(json.dumps(row) + "\n")
+        TRAINER_LOG.info("step %d: %s", step, metrics)  # the stage log (console too with --verbose)
         if self.writer is not None:
             for key, value in metrics.items():
                 self.writer.add_scalar(key, value, step)

@@ -20,6 +20,7 @@ from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history, work_dir
 from rlhf.config import DataConfig, LoraConfig, option, trainer_options
+from rlhf.console import attach, keep_logs
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
@@ -31,7 +32,7 @@ from rlhf.sampling import SamplingConfig
 KIND = "dpo"
 DPOOptions = trainer_options(DPOConfig, {
     "learning_rate": 5e-4, "num_train_epochs": 2, "per_device_train_batch_size": 32, "beta": 0.1,
-    "loss_type": ["sigmoid"], "max_length": 128, "logging_steps": 5, "report_to": [],
+    "loss_type": ["sigmoid"], "max_length": 128, "logging_steps": 5, "report_to": ["tensorboard"],
     "lr_scheduler_type": "cosine", "warmup_steps": 5,
 })
 
@@ -86,6 +87,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         eval_dataset=pairs["test"].select_columns(PAIR_COLUMNS), processing_class=tokenizer,
         peft_config=peft_config(config.lora),
     )
+    attach(trainer, KIND, work / "runs")
     train_output = trainer.train()
     final_eval = trainer.evaluate()
 
@@ -100,6 +102,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         if trainer.accelerator.is_main_process:
             save_model(policy, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / LOG_HISTORY, trainer.state.log_history)
+            keep_logs(work / "runs", out.path)
             out.extra["reference_model"] = (
                 "adapter-disabled policy (no copy)" if trainer.ref_model is None else "separate frozen copy"
             )

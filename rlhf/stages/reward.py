@@ -22,6 +22,7 @@ from trl import RewardConfig, RewardTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history, work_dir
 from rlhf.config import DataConfig, LoraConfig, option, trainer_options
+from rlhf.console import attach, keep_logs
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
@@ -34,7 +35,7 @@ from rlhf.sampling import SamplingConfig, join
 KIND = "reward"
 RewardOptions = trainer_options(RewardConfig, {
     "learning_rate": 1e-3, "num_train_epochs": 4, "per_device_train_batch_size": 32, "max_length": 128,
-    "logging_steps": 5, "report_to": [], "lr_scheduler_type": "cosine", "warmup_steps": 5,
+    "logging_steps": 5, "report_to": ["tensorboard"], "lr_scheduler_type": "cosine", "warmup_steps": 5,
 })
 
 
@@ -130,6 +131,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         eval_dataset=pairs["test"].select_columns(PAIR_COLUMNS), processing_class=tokenizer,
         peft_config=peft_config(config.lora, task_type="SEQ_CLS"),
     )
+    attach(trainer, KIND, work / "runs")
     trainer.train()
     final_eval = trainer.evaluate()
 
@@ -137,6 +139,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         if trainer.accelerator.is_main_process:
             save_model(trainer.model, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / LOG_HISTORY, trainer.state.log_history)
+            keep_logs(work / "runs", out.path)
             (out.path / SCORING_FILE).write_text(json.dumps({"max_length": args.max_length}))
             # Score through the saved artifact, exactly as PPO and eval will.
             rm = RewardModel.load(out.path, device=trainer.accelerator.device)

@@ -11,6 +11,7 @@ from trl import SFTConfig, SFTTrainer
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact, write_log_history, work_dir
 from rlhf.config import DataConfig, LoraConfig, ModelConfig, option, trainer_options
+from rlhf.console import attach, keep_logs
 from rlhf.data import held_out_prompts, load_task
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
@@ -67,6 +68,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         model=model, args=args, train_dataset=lm_data["train"], eval_dataset=lm_data["test"],
         processing_class=tokenizer, peft_config=peft_config(config.lora),
     )
+    attach(trainer, KIND, work / "runs")
     initial_eval_loss = trainer.evaluate()["eval_loss"]
     has_checkpoint = config.resume and any(work.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -76,9 +78,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         if trainer.accelerator.is_main_process:
             save_model(trainer.model, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / "log_history.jsonl", trainer.state.log_history)
-            logs = work / "runs"
-            if logs.is_dir():
-                shutil.copytree(logs, out.path / "logs", dirs_exist_ok=True)
+            keep_logs(work / "runs", out.path)
             samples = sample_and_score(trainer.model, tokenizer, held_out_prompts(config.data, config.num_samples),
                                        config.sampling, config.seed, progress=True)
             out.extra["samples"] = [{"prompt": p, "response": r, "gold_reward": g}
