@@ -210,6 +210,6 @@ def test_gold_agreement_metric_of_exact_and_reversed_annotators(fixture_candidat
 def test_bad_simulator_settings_are_refused(fixture_candidates, tmp_path):
     run_dir, _ = fixture_candidates
     for override, message in [("simulator.flip_rate=1.5", "flip_rate"), ("simulator.overlap=0", "overlap"),
-                              ("annotators=robots", "annotators"), ("pairing=best", "unknown pairing")]:
+                              ("annotators=robots", "annotators"), ("pairing=best", "pairing.*best_vs_worst")]:
         with pytest.raises(ConfigError, match=message):
             run_stage(preferences, _prefs_config(run_dir, f"db={tmp_path}/x.sqlite", override), log=lambda _: None)
