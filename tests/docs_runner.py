@@ -155,6 +155,8 @@ def environment() -> dict[str, str]:
                TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
     env.pop("ANNOTATION_USERS", None)
+    # torchrun reads its options from PET_* too: a free rendezvous port instead of the shared 29500
+    env.update(PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=str(_free_port()))
     return env
 
 
@@ -203,26 +205,36 @@ def run_block(block: Block, cwd: Path, timeout: float = 300) -> list[str]:
     if errors or block.mode == "skip":
         return errors
     env = environment()
+    if block.mode == "fails":  # independent failures: start them together (mostly import time)
+        procs = [(c, subprocess.Popen(["bash", "-c", c], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                 for c in block.commands]
+        for command, proc in procs:
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                errors.append(f"{block.where}: `{command}` still running after {timeout:.0f} s")
+                continue
+            last = err.strip().splitlines()[-1:] or [""]
+            if proc.returncode == 0:
+                errors.append(f"{block.where}: `{command}` is marked 'fails' (hub or GPU) but succeeded")
+            elif "Traceback" in out + err or not last[0].startswith("error:"):
+                errors.append(f"{block.where}: `{command}` failed without a one-line error:\n{(out + err)[-3000:]}")
+        return errors
     for command in block.commands:
         if block.mode == "serve":
             error = _serve(command, cwd, env, timeout)
             if error:
                 errors.append(f"{block.where}: `{command}` {error}")
             continue
-        full = with_small_settings(command, block.arg) if block.mode == "run" else command
+        full = with_small_settings(command, block.arg)
         try:
             proc = subprocess.run(["bash", "-c", full], cwd=cwd, env=env, capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             errors.append(f"{block.where}: `{full}` still running after {timeout:.0f} s")
             continue
-        output = proc.stdout + proc.stderr
-        if block.mode == "run" and proc.returncode != 0:
-            errors.append(f"{block.where}: `{full}` exited with {proc.returncode}:\n{output[-3000:]}")
-        elif block.mode == "fails":
-            last = proc.stderr.strip().splitlines()[-1:] or [""]
-            if proc.returncode == 0:
-                errors.append(f"{block.where}: `{full}` is marked 'fails' (hub or GPU) but succeeded")
-            elif "Traceback" in output or not last[0].startswith("error:"):
-                errors.append(f"{block.where}: `{full}` failed without a one-line error:\n{output[-3000:]}")
+        if proc.returncode != 0:
+            errors.append(f"{block.where}: `{full}` exited with {proc.returncode}:\n{(proc.stdout + proc.stderr)[-3000:]}")
     return errors
