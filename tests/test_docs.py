@@ -94,11 +94,7 @@ def test_readme_torchrun_ppo_runs_two_processes_after_the_demo(demo_run, tmp_pat
     assert demo["fingerprint"] == json.loads((demo_run / "ppo/manifest.json").read_text())["fingerprint"]
 
 
-# Depends on issue #11 (branch labels): until simulated labels stay out of the human DB, the demo's
-# simulated labels fill every item's overlap, so the app serves nothing to alice and the export has no
-# human labels. Remove the mark when that merges (strict: an unexpected pass fails, as a reminder).
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs #11: simulated labels kept out of the human label DB")
 def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tmp_path):
     """README: serve the app, label through its API, export, ``pipelines.run --from reward``."""
     from gradio_client import Client
@@ -107,8 +103,8 @@ def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tm
     from rlhf.artifacts import open_artifact
     from rlhf.preferences.artifact import load_pairs
 
-    (block,) = [b for b in BLOCKS if b.file.name == "README.md" and b.mode == "serve"]
-    (serve,) = block.commands
+    (serve,) = [c for b in BLOCKS if b.file.name == "README.md" and b.mode == "serve" for c in b.commands
+                if "-m annotation_ui " in c]
     export, rerun = _readme_commands("-m pipelines.preferences", "--from reward preferences.annotators=human")
     work = scratch_dir(tmp_path / "work", demo_run)
     env, port = environment(), _free_port()
@@ -124,6 +120,10 @@ def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tm
     finally:
         app.terminate()
         app.wait(timeout=30)
+    if labelled == 0 and _simulated_labels(work / "runs/tiny/labels.sqlite"):
+        # Issue #11 (branch labels) keeps simulated labels out of the people's DB; until it merges, the
+        # demo's simulated labels fill every item's overlap there and nothing is left for a person.
+        pytest.xfail("needs #11: the demo's simulated labels fill the human label DB")
     assert labelled == 6, "the app served no items to a person after the demo"
     for command in (export, rerun):
         proc = subprocess.run(["bash", "-c", _small(command)], cwd=work, env=env, capture_output=True, text=True)
@@ -134,6 +134,12 @@ def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tm
     assert annotators == {"alice"}
     reward = json.loads((work / "runs/tiny/reward/manifest.json").read_text())
     assert reward["inputs"]["preferences"]["fingerprint"] == json.loads((prefs / "manifest.json").read_text())["fingerprint"]
+
+
+def _simulated_labels(db) -> bool:
+    from rlhf.preferences.store import LabelStore
+
+    return db.exists() and any(label.annotator.startswith("sim-") for label in LabelStore(db).labels())
 
 
 def _readme_commands(*needles):
