@@ -8,14 +8,14 @@ on a copy of one finished miniature demo run (the ``demo_run`` fixture), as a ne
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from docs_runner import REPO, SMALL, USERS, blocks, problems, run_block, scratch_dir, shell_blocks
+from docs_runner import (REPO, SMALL, USERS, _free_port, blocks, environment, problems, run_block, scratch_dir,
+                         shell_blocks, with_small_settings)
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 BLOCKS = shell_blocks(DOCS)
@@ -29,15 +29,9 @@ def demo_run(tmp_path_factory):
     """``python -m pipelines.run --config configs/tiny/pipeline.yaml`` with the docs test's small settings."""
     root = scratch_dir(tmp_path_factory.mktemp("demo"), None)
     proc = subprocess.run([sys.executable, "-m", "pipelines.run", "--config", "configs/tiny/pipeline.yaml",
-                           *SMALL["pipelines.run"]], cwd=root, env=_env(), capture_output=True, text=True)
+                           *SMALL["pipelines.run"]], cwd=root, env=environment(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return root / "runs" / "tiny"
-
-
-def _env():
-    from docs_runner import environment
-
-    return environment()
 
 
 def test_every_shell_block_is_marked():
@@ -99,7 +93,6 @@ def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tm
     """README: serve the app, label through its API, export, ``pipelines.run --from reward``."""
     from gradio_client import Client
 
-    from docs_runner import _free_port, environment
     from rlhf.artifacts import open_artifact
     from rlhf.preferences.artifact import load_pairs
 
@@ -126,7 +119,7 @@ def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tm
         pytest.xfail("needs #11: the demo's simulated labels fill the human label DB")
     assert labelled == 6, "the app served no items to a person after the demo"
     for command in (export, rerun):
-        proc = subprocess.run(["bash", "-c", _small(command)], cwd=work, env=env, capture_output=True, text=True)
+        proc = subprocess.run(["bash", "-c", with_small_settings(command)], cwd=work, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     prefs = work / "runs/tiny/preferences"
     pairs = load_pairs(open_artifact(prefs, "preferences"))
@@ -145,12 +138,6 @@ def _simulated_labels(db) -> bool:
 def _readme_commands(*needles):
     readme = [c for b in blocks(REPO / "README.md") for c in b.commands]
     return [next(c for c in readme if n in c) for n in needles]
-
-
-def _small(command):
-    from docs_runner import with_small_settings
-
-    return with_small_settings(command)
 
 
 def _connect(client_cls, url, auth, app, timeout=120):
