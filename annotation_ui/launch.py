@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,10 @@ def _enter_pressed(timeout: float) -> bool:
     return bool(ready) and sys.stdin.readline() is not None
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, poll_s: float = 5.0) -> None:
     """A ``run_pipeline`` hook: before the preferences stage, collect human labels in the app."""
     if stage != "preferences":
@@ -35,11 +40,17 @@ def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, 
            "--port", str(port), "--overlap", str(overlap)]
     if not (os.environ.get("ANNOTATION_USERS") or Path("users.yaml").exists()):
         cmd.append("--no-auth")
+        print("annotation app: no users.yaml here and no ANNOTATION_USERS, so it runs WITHOUT sign-in, on "
+              "127.0.0.1 only, and every label is recorded as 'anonymous' (add accounts with "
+              "python -m annotation_ui.users add NAME)")
     elif Path("users.yaml").exists():
         cmd += ["--users", "users.yaml"]
-    app = subprocess.Popen(cmd)
-    print(f"annotation app: http://127.0.0.1:{port}  (press Enter to stop labelling and continue the pipeline)")
+    # SIGTERM (kill, a scheduler, systemd) must run the finally below, or the app outlives us on its port.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    app = None
     try:
+        app = subprocess.Popen(cmd)
+        print(f"annotation app: http://127.0.0.1:{port}  (press Enter to stop labelling and continue the pipeline)")
         store = None
         while app.poll() is None:
             if store is None and Path(prefs.db).exists():
@@ -53,5 +64,7 @@ def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, 
                 break
         print()
     finally:
-        app.terminate()
-        app.wait(timeout=30)
+        if app is not None:
+            app.terminate()
+            app.wait(timeout=30)
+        signal.signal(signal.SIGTERM, previous)

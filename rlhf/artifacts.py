@@ -30,7 +30,7 @@ TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datas
 PRODUCERS = {
     "sft": "python -m pipelines.sft",
     "candidates": "python -m pipelines.generate",
-    "preferences": "python -m annotation_ui.export (or the simulated annotators in pipelines.run)",
+    "preferences": "python -m pipelines.preferences (annotators=human exports the annotation app's labels)",
     "reward": "python -m pipelines.reward",
     "ppo": "python -m pipelines.ppo",
     "dpo": "python -m pipelines.dpo",
@@ -72,16 +72,18 @@ class Artifact:
         return self.path / name
 
 
-def _rerun_hint(kind: str | tuple[str, ...]) -> str:
-    kinds = (kind,) if isinstance(kind, str) else kind
-    return " or ".join(PRODUCERS.get(k, f"the {k} stage") for k in kinds)
+def _rerun_hint(kinds: tuple[str, ...], path: Path) -> str:
+    """The one command that makes this artifact: the kind its directory is named after (runs/x/sft ->
+    pipelines.sft), else the first accepted kind (a policy input is an sft artifact by default)."""
+    main = path.name if path.name in kinds else kinds[0]
+    return PRODUCERS.get(main, f"the {main} stage")
 
 
 def open_artifact(path: str | Path, kind: str | tuple[str, ...] | None = None) -> Artifact:
     """Open a finished artifact, refusing anything incomplete, of the wrong kind, or corrupt."""
     path = Path(path)
     expected = (kind,) if isinstance(kind, str) else kind
-    hint = _rerun_hint(expected) if expected else "the stage that produces it"
+    hint = _rerun_hint(expected, path) if expected else "the stage that produces it"
     if not path.is_dir():
         raise ArtifactError(f"artifact not found: {path}. Run {hint} first (or point the config at it).")
     manifest_file = path / MANIFEST

@@ -93,3 +93,17 @@ def test_wall_time_covers_the_whole_stage(tmp_path):
     stage = types.SimpleNamespace(KIND="sft", inputs=lambda c: {}, run=run)
     art = run_stage(stage, StageCfg(), log=lambda _: None)
     assert art.manifest["wall_time_s"] >= 0.3
+
+
+def test_missing_artifact_names_the_command_that_makes_it(tmp_path):
+    from rlhf.policies import POLICY_KINDS
+
+    def message(path, kind):
+        with pytest.raises(ArtifactError) as err:
+            open_artifact(tmp_path / path, kind)
+        return str(err.value)
+
+    sft = message("sft", POLICY_KINDS)  # a policy input defaults to an sft artifact
+    assert "python -m pipelines.sft" in sft and "pipelines.ppo" not in sft and "pipelines.dpo" not in sft
+    assert "python -m pipelines.dpo" in message("dpo", POLICY_KINDS)
+    assert "python -m pipelines.preferences" in message("preferences", "preferences")

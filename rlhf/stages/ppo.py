@@ -102,6 +102,7 @@ def run(config: Config, inputs: dict[str, Artifact],
             metrics.update({f"train/{k}": last[k] for k in ("objective/kl", "objective/scores", "objective/rlhf_reward")
                             if k in last})
             metrics["train/steps"] = trainer.step
+            metrics["train/num_processes"] = acc.num_processes
             out.metrics.update(metrics)
     if acc.is_main_process:
         shutil.rmtree(trainer.work_dir, ignore_errors=True)  # the artifact is complete
