@@ -53,6 +53,7 @@ SMALL = {
                       "report_to=[]"],
     "pipelines.dpo": ["train.max_steps=2", "num_eval_prompts=4", "sampling.max_new_tokens=8"],
     "pipelines.eval": ["num_prompts=4", "sampling.max_new_tokens=8", "bootstrap_resamples=50"],
+    "pipelines.arena": ["num_prompts=4", "sampling.max_new_tokens=8", "bootstrap_rounds=50"],
     # the miniature demo: runs/tiny in the scratch directory was made with exactly these
     "pipelines.run": [
         "sft.data.num_examples=300", "sft.train.max_steps=12", "sft.num_samples=1", "sft.train.report_to=[]",
