@@ -165,19 +165,19 @@ def test_items_from_candidates(tmp_path):
 
 
 def test_users_from_yaml_json_and_env(tmp_path):
-    import hashlib
     import json
 
-    from annotation_ui.users import load_users
+    from annotation_ui.users import add_user, load_users
 
-    (tmp_path / "u.yaml").write_text(
-        "users:\n  alice: pw1\n  bob: 'sha256:" + hashlib.sha256(b"pw2").hexdigest() + "'\nadmins: [alice]\n")
+    add_user(tmp_path / "u.yaml", "alice", "pw1", admin=True)
+    add_user(tmp_path / "u.yaml", "bob", "pw2")
     users = load_users(tmp_path / "u.yaml", env={"ANNOTATION_USERS": "carol:pw3", "ANNOTATION_ADMINS": "carol"})
     assert users.check("alice", "pw1") and users.check("bob", "pw2") and users.check("carol", "pw3")
-    assert not users.check("alice", "pw2") and not users.check("mallory", "pw1") and not users.check("bob", "sha256:")
+    assert not users.check("alice", "pw2") and not users.check("mallory", "pw1")
     assert users.admins == {"alice", "carol"} and not users.is_admin("bob")
-    (tmp_path / "u.json").write_text(json.dumps({"dave": "pw4"}))
-    assert load_users(tmp_path / "u.json", env={}).passwords == {"dave": "pw4"}
+    add_user(tmp_path / "u.json", "dave", "pw4")
+    assert set(json.loads((tmp_path / "u.json").read_text())["users"]) == {"dave"}
+    assert load_users(tmp_path / "u.json", env={}).check("dave", "pw4")
     assert not load_users(None, env={}).enabled
     with pytest.raises(ValueError, match="name:password"):
         load_users(None, env={"ANNOTATION_USERS": "nopassword"})
