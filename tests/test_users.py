@@ -1,0 +1,77 @@
+"""Accounts: salted argon2 hashes, `users add`, plain-text refusal, sign-in rate limit, and
+--no-auth refused on a non-loopback host before anything is written."""
+
+import io
+import os
+import stat
+
+import pytest
+
+from annotation_ui import users as users_mod
+from annotation_ui.users import RateLimiter, Users, add_user, hash_password, load_users
+
+
+def test_hashes_are_salted_argon2():
+    a, b = hash_password("pw"), hash_password("pw")
+    assert a.startswith("$argon2id$") and a != b  # a random salt per hash
+    u = Users({"alice": a})
+    assert u.check("alice", "pw") and not u.check("alice", "PW") and not u.check("bob", "pw")
+
+
+def test_users_add_command_writes_a_private_hash_file(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "users.yaml"
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+    users_mod.main(["add", "alice", "--file", str(path), "--admin", "--password-stdin"])
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert "s3cret" not in path.read_text() and "$argon2id$" in path.read_text()
+    prompts = iter(["pw-b", "pw-b"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(prompts))
+    users_mod.main(["add", "bob", "--file", str(path)])
+    u = load_users(path, env={})
+    assert u.check("alice", "s3cret") and u.check("bob", "pw-b") and u.admins == {"alice"}
+    prompts = iter(["one", "two"])
+    with pytest.raises(SystemExit):
+        users_mod.main(["add", "carol", "--file", str(path)])
+    assert "differ" in capsys.readouterr().err
+
+
+def test_plaintext_and_sha256_entries_are_refused(tmp_path):
+    path = tmp_path / "users.yaml"
+    path.write_text("alice: secret\n")
+    with pytest.raises(ValueError, match=r"plain text.*python -m annotation_ui.users add alice"):
+        load_users(path, env={})
+    path.write_text("bob: 'sha256:abc'\n")
+    with pytest.raises(ValueError, match=r"unsalted sha256.*users add bob"):
+        load_users(path, env={})
+    path.write_text("alice: secret\n")
+    with pytest.warns(UserWarning, match="PLAIN-TEXT"):
+        assert load_users(path, env={}, allow_plaintext=True).check("alice", "secret")
+
+
+def test_sign_in_rate_limit_backs_off():
+    now = [0.0]
+    u = Users({"alice": hash_password("pw")}, limiter=RateLimiter(max_failures=5, base_delay=30, clock=lambda: now[0]))
+    for _ in range(5):
+        assert not u.check("alice", "guess")
+    assert not u.check("alice", "pw")  # locked: even the right password is refused
+    now[0] += 31
+    assert u.check("alice", "pw")  # back-off over; success resets the count
+    for _ in range(5):
+        u.check("alice", "guess")
+    assert u.limiter.retry_after("alice") == pytest.approx(30)
+    now[0] += 31
+    assert not u.check("alice", "guess")  # one more failure after the back-off: twice as long
+    assert u.limiter.retry_after("alice") == pytest.approx(60)
+
+
+def test_no_auth_refused_on_a_public_host(tmp_path, capsys):
+    from annotation_ui.__main__ import is_loopback, main
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    db = tmp_path / "labels.sqlite"
+    with pytest.raises(SystemExit):
+        main(["--db", str(db), "--no-auth", "--host", "0.0.0.0"])
+    err = capsys.readouterr().err
+    assert "--no-auth" in err and "loopback" in err and len(err.strip().splitlines()) == 1
+    assert not db.exists()  # refused before anything was written
