@@ -184,13 +184,13 @@ def test_users_from_yaml_json_and_env(tmp_path):
 
 
 def test_admin_report_counts_agreement_and_flags(store):
-    from annotation_ui.admin import report_markdown, report_text
+    from annotation_ui.admin import report_html, report_text
 
     store.submit("alice", "i0", {"i0c0": 1, "i0c1": 2, "i0c2": 3})
     store.submit("bob", "i0", {"i0c0": 1, "i0c1": 2, "i0c2": 3})
     store.submit("bob", "i1", {}, skipped=True, flagged=True, rationale="<b>rude</b> | spam")
     text = report_text(store, overlap=2)
     assert "items done: 1/4" in text and "flagged items: 1" in text
-    md = report_markdown(store, overlap=2)
-    assert "&lt;b&gt;rude&lt;/b&gt; &#124; spam" in md  # escaped, and the pipe cannot break the table
-    assert "pairwise_agreement | 1.000" in md
+    page = report_html(store, overlap=2)
+    assert "<td>&lt;b&gt;rude&lt;/b&gt; | spam</td>" in page  # escaped: shown as text, in full
+    assert "<td>pairwise_agreement</td><td>n/a</td><td>1.000</td>" in page  # pairs n/a, K-way 1.0

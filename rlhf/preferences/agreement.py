@@ -233,3 +233,18 @@ def agreement(labels: Iterable[Any], drop_flagged: bool = False) -> Agreement:
     result.pair = _stats([lab for lab in labels if len(lab.ranks) == 2], drop_flagged)
     result.kway = _stats([lab for lab in labels if len(lab.ranks) != 2], drop_flagged)
     return result
+
+
+def per_annotator_agreement(labels: Iterable[Any], drop_flagged: bool = False) -> dict[str, dict[str, Any]]:
+    """Per annotator: how often they put a candidate pair in the same relation as each other
+    annotator who ranked the same item ({"rate": share, "comparisons": n}; rate NaN when n = 0)."""
+    rel = relations(list(labels), drop_flagged)
+    hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for anns in rel.values():
+        for a, b in itertools.combinations(sorted(anns), 2):
+            for pair in set(anns[a]) & set(anns[b]):
+                same = int(anns[a][pair] == anns[b][pair])
+                for who in (a, b):
+                    hits[who][0] += same
+                    hits[who][1] += 1
+    return {a: {"rate": k / n if n else math.nan, "comparisons": n} for a, (k, n) in sorted(hits.items())}
