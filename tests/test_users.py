@@ -75,3 +75,45 @@ def test_no_auth_refused_on_a_public_host(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--no-auth" in err and "loopback" in err and len(err.strip().splitlines()) == 1
     assert not db.exists()  # refused before anything was written
+
+
+def test_user_visible_errors_hide_paths_and_rationales_are_bounded(tmp_path):
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from annotation_ui import app as ui
+    from rlhf.preferences.store import Item, LabelStore
+
+    store = LabelStore(tmp_path / "secret-dir" / "labels.sqlite")
+    store.add_items([Item("p", "prompt", ["a", "b"], ["x", "y"])])
+    cfg = ui.AppConfig(users=Users({"alice": hash_password("pw")}))
+    req = SimpleNamespace(username="alice")
+    with pytest.raises(gr.Error) as err:
+        ui.api_submit(store, cfg, "nope", {"a": 1, "b": 2}, False, False, "", "", req)
+    assert "secret-dir" not in str(err.value) and "nope" in str(err.value)
+    with pytest.raises(gr.Error, match="under 2000"):
+        ui.api_submit(store, cfg, "p", {"a": 1, "b": 2}, False, False, "x" * 2001, "", req)
+    assert store.labels() == []
+    ui.api_submit(store, cfg, "p", {"a": 1, "b": 2}, False, False, "x" * 2000, "", req)
+    assert len(store.labels()[0].rationale) == 2000
+    assert ui.launch_kwargs(cfg)["max_file_size"] == "1mb"
+
+
+def test_app_serves_gold_first_and_tells_a_paused_annotator(tmp_path):
+    from types import SimpleNamespace
+
+    from annotation_ui import app as ui
+    from rlhf.preferences import quality
+    from rlhf.preferences.store import Item, LabelStore
+
+    store = LabelStore(tmp_path / "labels.sqlite")
+    store.add_items([Item(f"p{i}", "prompt", [f"p{i}a", f"p{i}b"], ["x", "y"]) for i in range(4)])
+    quality.add_gold_items(store, [("p3", {"vote": "a_better"})])
+    cfg = ui.AppConfig(users=Users({"alice": hash_password("pw")}), qc=quality.QCConfig(onboarding=1))
+    req = SimpleNamespace(username="alice")
+    view = ui.on_load(store, cfg, ui.TaskState(), req)
+    assert view.state.item_id == "p3"  # onboarding: the gold item comes first
+    quality.pause(store, "alice", "test")
+    view = ui.on_load(store, cfg, ui.TaskState(), req)
+    assert view.state.item_id is None and "paused" in view.status
