@@ -595,6 +595,11 @@ def launch_kwargs(config: AppConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"head": SHORTCUTS_JS, "css": CSS, "ssr_mode": False, "theme": theme,
                               "max_file_size": config.max_file_size}
     if config.users.enabled:
+        from starlette.middleware import Middleware
+
+        from annotation_ui.users import ClientAddress
+
         kwargs["auth"] = config.users.check
+        kwargs["app_kwargs"] = {"middleware": [Middleware(ClientAddress)]}  # sign-in rate limit per address
         kwargs["auth_message"] = "Sign in with the annotator account you were given."
     return kwargs

@@ -15,15 +15,17 @@ command that fixes it; ``--allow-plaintext`` (local experiments only) accepts it
 ``ANNOTATION_USERS="alice:pw,bob:pw"`` adds accounts from the environment (hashed in memory, never
 written anywhere); ``ANNOTATION_ADMINS`` (comma separated) adds admins.
 
-Sign-in is rate limited per account: after ``max_failures`` wrong passwords in a row the account
-refuses every attempt (right or wrong) for a back-off that doubles with each further failure.
-Gradio's auth callback receives only the name and password, not the client address, so the key is
-the account name (an attacker can delay one account's sign-in, but cannot guess its password).
+Sign-in is rate limited per account and client address: after ``max_failures`` wrong passwords
+in a row, that name from that address is refused (right password or not) for a back-off that
+doubles with each further failure. Gradio's auth callback receives only name and password, so the
+``ClientAddress`` middleware (installed by ``annotation_ui.app.launch_kwargs``) hands it the
+address of the request being served. Behind a reverse proxy that address is the proxy's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextvars
 import getpass
 import json
 import os
@@ -51,6 +53,26 @@ def hash_password(password: str) -> str:
 
 def add_command(name: str, path: str | Path = "users.yaml") -> str:
     return f"python -m annotation_ui.users add {name} --file {path}"
+
+
+CLIENT_ADDRESS: contextvars.ContextVar[str] = contextvars.ContextVar("client_address", default="")
+
+
+class ClientAddress:
+    """ASGI middleware: makes the client address of the request being served visible to the auth
+    callback (``CLIENT_ADDRESS``), which Gradio calls without the request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") != "http":
+            return await self.app(scope, receive, send)
+        token = CLIENT_ADDRESS.set((scope.get("client") or ("",))[0] or "")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CLIENT_ADDRESS.reset(token)
 
 
 @dataclass
@@ -98,7 +120,8 @@ class Users:
         limit, and the password matches its hash."""
         if name is None or password is None:
             return False
-        if self.limiter.retry_after(name) > 0:
+        key = f"{name}\x00{CLIENT_ADDRESS.get()}"
+        if self.limiter.retry_after(key) > 0:
             return False
         stored = self.passwords.get(name)
         try:
@@ -107,7 +130,7 @@ class Users:
             ok = False
         if stored is None:
             _HASHER.hash(password)  # same cost for unknown names: timing does not reveal which exist
-        self.limiter.record(name, ok)
+        self.limiter.record(key, ok)
         return ok
 
     def is_admin(self, name: str | None) -> bool:

@@ -58,10 +58,33 @@ def test_sign_in_rate_limit_backs_off():
     assert u.check("alice", "pw")  # back-off over; success resets the count
     for _ in range(5):
         u.check("alice", "guess")
-    assert u.limiter.retry_after("alice") == pytest.approx(30)
+    key = "alice\x00"  # name + client address (none outside a request)
+    assert u.limiter.retry_after(key) == pytest.approx(30)
     now[0] += 31
     assert not u.check("alice", "guess")  # one more failure after the back-off: twice as long
-    assert u.limiter.retry_after("alice") == pytest.approx(60)
+    assert u.limiter.retry_after(key) == pytest.approx(60)
+
+
+@pytest.mark.timeout(60)
+def test_sign_in_rate_limit_through_the_server(tmp_path):
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from annotation_fixtures import Server
+
+    from rlhf.preferences.store import Item
+
+    srv = Server(tmp_path / "labels.sqlite", None)
+    srv.store.add_items([Item("p", "prompt", ["a", "b"], ["x", "y"])])
+    with srv:
+        login = lambda pw: httpx.post(srv.url + "login", data={"username": "bob", "password": pw})  # noqa: E731
+        assert [login("wrong").status_code for _ in range(5)] == [400] * 5
+        assert login("pw-bob").status_code == 400  # locked for this name from this address
+        assert srv.users.limiter.retry_after("bob\x00127.0.0.1") > 0  # keyed by name and client address
+        assert httpx.post(srv.url + "login", data={"username": "alice", "password": "pw-alice"}).status_code == 200
 
 
 def test_no_auth_refused_on_a_public_host(tmp_path, capsys):
