@@ -1,6 +1,7 @@
 """The Admin tab in headless Chromium shows annotator and model text literally: Markdown/HTML
 payloads in a prompt, a candidate and a rationale appear as text, create no <img>/<a>/<script>
-elements and make the browser fetch nothing (a local HTTP server counts any hit)."""
+elements and make the browser fetch nothing (a local HTTP server counts any hit). Sign-out leads
+back to the login form."""
 
 from __future__ import annotations
 
@@ -100,6 +101,10 @@ def test_admin_tab_shows_payloads_literally_and_fetches_nothing(tmp_path):
                 "return performance.getEntriesByType('resource').map(e => e.name)"
                 ".filter(n => n.includes(':' + arguments[0] + '/'))", port)
             assert fetched == [] and _Canary.hits == []
+
+            # Sign out (Gradio's /logout drops the session): back to the login form.
+            driver.find_element(By.CSS_SELECTOR, "#sign-out, a#sign-out, #sign-out a").click()
+            _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form again")
     finally:
         if driver is not None:
             driver.quit()
