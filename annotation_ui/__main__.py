@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 
 from annotation_ui.app import AppConfig, build_app, launch_kwargs
@@ -17,14 +18,29 @@ def import_candidates(store: LabelStore, path: str) -> int:
     return store.add_items(candidate_items(path)[1])
 
 
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost" (the only hosts --no-auth may listen on)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m annotation_ui", description="Serve the preference annotation app.")
     p.add_argument("--candidates", help="candidates artifact directory (python -m pipelines.generate); "
                    "optional when the database already holds items")
     p.add_argument("--db", required=True, help="SQLite label store (created if missing)")
-    p.add_argument("--users", help="YAML/JSON file name -> password (or set ANNOTATION_USERS='alice:pw,bob:pw')")
+    p.add_argument("--users", help="users file with password hashes (python -m annotation_ui.users add NAME), "
+                   "or set ANNOTATION_USERS='alice:pw,bob:pw'")
+    p.add_argument("--allow-plaintext", action="store_true",
+                   help="accept plain-text passwords in --users (local experiments only; warns)")
     p.add_argument("--admins", default="", help="comma-separated admin names (or an 'admins' list in --users)")
-    p.add_argument("--no-auth", action="store_true", help="no sign-in; every label is recorded as 'anonymous'")
+    p.add_argument("--no-auth", action="store_true",
+                   help="no sign-in (loopback --host only); every label is recorded as 'anonymous'")
+    p.add_argument("--gold", help="JSONL of gold items for quality control: {item_id, ranks|vote} per line")
     p.add_argument("--overlap", type=int, default=1, help="distinct annotators per item")
     p.add_argument("--guidelines", default=str(GUIDELINES), help="Markdown shown in the app (default: the packaged guide)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it)")
@@ -32,7 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     try:
-        users = load_users(args.users, [a.strip() for a in args.admins.split(",") if a.strip()])
+        if args.no_auth and not is_loopback(args.host):
+            raise ValueError(f"--no-auth makes every visitor an admin: it only runs on a loopback --host "
+                             f"(127.0.0.1), not {args.host}. Create accounts with `python -m annotation_ui.users add NAME`")
+        users = load_users(args.users, [a.strip() for a in args.admins.split(",") if a.strip()],
+                           allow_plaintext=args.allow_plaintext)
         if not users.enabled and not args.no_auth:
             raise ValueError("no annotator accounts: pass --users users.yaml or set ANNOTATION_USERS "
                              "(or --no-auth for a local single-user session)")
@@ -44,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"imported {new} new item(s) from {args.candidates}")
         if not store.items():
             raise ValueError(f"{args.db} holds no items: pass --candidates <candidates artifact>")
+        if args.gold:
+            from rlhf.preferences import quality
+
+            added = quality.add_gold_items(store, quality.read_gold_file(args.gold), source="file")
+            print(f"gold items: {added} from {args.gold}")
     except Exception as exc:  # ArtifactError, ValueError: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -1,8 +1,9 @@
-"""Admin report: labels per annotator, inter-annotator agreement and flagged items.
+"""Admin report: labels per annotator, inter-annotator agreement, gold accuracy, flagged items
+and rationales.
 
-Shown in the app's Admin tab (users listed as admins) and printed by
-``python -m annotation_ui.admin --db labels.sqlite [--overlap N]``.
-Agreement comes from ``rlhf.preferences.agreement`` when that module is present.
+Shown in the app's Admin tab (users listed as admins) as HTML in which *every* piece of annotator
+or model text is ``html.escape``d: no Markdown, no links, no images, nothing fetched; rationales are
+shown in full. Printed as plain text by ``python -m annotation_ui.admin --db labels.sqlite [--overlap N]``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 import time
 from typing import Any, Callable
 
+from rlhf.preferences import quality
+from rlhf.preferences.agreement import per_annotator_agreement
 from rlhf.preferences.store import Label, LabelStore
 
 AGREEMENT_METRICS = ("pairwise_agreement", "krippendorff_alpha", "mean_kendall_tau")
@@ -53,11 +56,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _cell(text: Any, limit: int = 80) -> str:
-    """Untrusted text for a Markdown table cell: escaped, one line, bounded."""
-    s = " ".join(str(text).split())
-    s = s if len(s) <= limit else s[: limit - 1] + "…"
-    return html.escape(s).replace("|", "&#124;")
+def agreement_by_kind(labels: list[Label]) -> dict[str, dict[str, Any]]:
+    """{"pairs (K=2)": {...}, "K-way (K>=3)": {...}}: the statistics per kind of item."""
+    from rlhf.preferences.agreement import agreement as summary
+
+    s = summary(labels)
+    return {name: {"overlapping_items": sub.overlapping_items, "annotator_pairs": sub.annotator_pairs,
+                   "pairwise_agreement": sub.pairwise_rate, "krippendorff_alpha": sub.krippendorff_alpha,
+                   "mean_kendall_tau": sub.kendall_tau}
+            for name, sub in (("pairs (K=2)", s.pair), ("K-way (K>=3)", s.kway))}
 
 
 def report(store: LabelStore, overlap: int = 1) -> dict[str, Any]:
@@ -74,41 +81,90 @@ def report(store: LabelStore, overlap: int = 1) -> dict[str, Any]:
         "labels": sum(per_item.values()),
         "rows": len(store.labels(latest_only=False)),
         "agreement": agreement(labels),
+        "agreement_by_kind": agreement_by_kind(labels),
+        "per_annotator_agreement": per_annotator_agreement(labels),
+        "gold": {row["annotator"]: row for row in quality.accuracy(store)},
+        "gold_items": len(quality.gold_answers(store)),
         "flagged": store.flagged(),
+        "rationales": [lab for lab in labels if lab.rationale.strip()],
         "overlap": overlap,
     }
 
 
-def report_markdown(store: LabelStore, overlap: int = 1) -> str:
+def _e(text: Any) -> str:
+    """Untrusted text -> HTML that shows it literally (no tags, no links, no entities interpreted)."""
+    return html.escape(str(text), quote=True)
+
+
+def _table(header: list[str], rows: list[list[Any]], empty: str = "none") -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    if not rows:
+        body = f'<tr><td colspan="{len(header)}">{_e(empty)}</td></tr>'
+    return f'<table class="admin-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _ranking(store: LabelStore, lab: Label) -> str:
+    if lab.skipped:
+        return "skipped"
+    vote = lab.meta.get("vote")
+    order = sorted(lab.ranks, key=lambda c: lab.ranks[c])
+    text = " ".join(f"{c}:{lab.ranks[c]}" for c in order)
+    return f"{vote} ({text})" if vote and vote != "ranking" else text
+
+
+def report_html(store: LabelStore, overlap: int = 1) -> str:
+    """The Admin tab: escaped HTML tables (annotator text is shown literally, in full)."""
     r = report(store, overlap)
-    lines = [
-        f"**Items:** {r['done_items']} / {r['total_items']} done (overlap {overlap}) · **current labels:** "
-        f"{r['labels']} · **label rows incl. revisions:** {r['rows']}",
-        "",
-        "### Annotators",
-        "| annotator | labelled | skipped | flagged | revisions | last submit |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for a in r["annotators"]:
+    out = [f"<p>Items: {r['done_items']} / {r['total_items']} done (overlap {overlap}) · current labels: "
+           f"{r['labels']} · label rows incl. revisions: {r['rows']} · gold items: {r['gold_items']}</p>",
+           "<h3>Annotators</h3>"]
+    rows = []
+    names = sorted({a["annotator"] for a in r["annotators"]} | set(r["gold"]))
+    counts = {a["annotator"]: a for a in r["annotators"]}
+    for name in names:
+        a = counts.get(name, {"labelled": 0, "skipped": 0, "flagged": 0, "revisions": 0, "last_at": None})
+        agr = r["per_annotator_agreement"].get(name, {"rate": math.nan, "comparisons": 0})
+        g = r["gold"].get(name)
+        gold = (f"{g['correct']}/{g['gold_answers']} = {_fmt(g['accuracy'])} [{g['low']:.2f}, {g['high']:.2f}]"
+                if g and g["gold_answers"] else "")
+        status = ("PAUSED: " + g["reason"]) if g and g["paused"] else "active"
         last = time.strftime("%Y-%m-%d %H:%M", time.localtime(a["last_at"])) if a["last_at"] else ""
-        lines.append(f"| {_cell(a['annotator'])} | {a['labelled']} | {a['skipped']} | {a['flagged']} | "
-                     f"{a['revisions']} | {last} |")
-    if not r["annotators"]:
-        lines.append("| (no labels yet) | | | | | |")
-    lines += ["", "### Agreement"]
-    if r["agreement"] is None:
-        lines.append("*rlhf.preferences.agreement is not available: counts only.*")
-    else:
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_cell(_fmt(v), 120)} |" for k, v in r["agreement"].items()]
-    lines += ["", f"### Flagged items ({len(r['flagged'])})"]
-    if r["flagged"]:
-        lines += ["| item | annotator | skipped | rationale |", "|---|---|---|---|"]
-        lines += [f"| {_cell(f.item_id)} | {_cell(f.annotator)} | {'yes' if f.skipped else 'no'} | "
-                  f"{_cell(f.rationale)} |" for f in r["flagged"]]
-    else:
-        lines.append("None.")
-    return "\n".join(lines)
+        rows.append([name, a["labelled"], a["skipped"], a["flagged"], a["revisions"],
+                     f"{_fmt(agr['rate'])} ({agr['comparisons']})", gold, status, last])
+    out.append(_table(["annotator", "labelled", "skipped", "flagged", "revisions",
+                       "agreement with others (comparisons)", "gold accuracy [interval]", "status",
+                       "last submit"], rows, "no labels yet"))
+    out.append("<h3>Agreement (pairs and K-way items apart)</h3>")
+    kinds = r["agreement_by_kind"]
+    metrics = list(next(iter(kinds.values())))
+    out.append(_table(["metric", *kinds], [[m, *(_fmt(kinds[k][m]) for k in kinds)] for m in metrics]))
+    out.append(f"<h3>Flagged items ({len(r['flagged'])})</h3>")
+    out.append(_table(["item", "annotator", "label", "rationale"],
+                      [[f.item_id, f.annotator, _ranking(store, f), f.rationale] for f in r["flagged"]]))
+    out.append(f"<h3>Rationales ({len(r['rationales'])})</h3>")
+    out.append(_table(["item", "annotator", "label", "flagged", "rationale"],
+                      [[lab.item_id, lab.annotator, _ranking(store, lab), "yes" if lab.flagged else "",
+                        lab.rationale] for lab in r["rationales"]]))
+    return '<div class="admin-report">' + "".join(out) + "</div>"
+
+
+def item_html(store: LabelStore, item_id: str) -> str:
+    """One item for the admin: prompt, candidates, gold answer and every current label, escaped."""
+    try:
+        item = store.item(item_id.strip())
+    except KeyError:
+        return f"<p>No item {_e(item_id.strip())!s} in the label DB.</p>"
+    gold = quality.gold_answers(store).get(item.item_id)
+    out = [f"<h3>Item {_e(item.item_id)}</h3>", '<div class="admin-prompt">', _e(item.prompt), "</div>"]
+    out.append(_table(["candidate", "text"], [[c, t] for c, t in zip(item.candidate_ids, item.candidates)]))
+    if gold:
+        out.append(f"<p>Gold answer: {_e(gold)}</p>")
+    labels = [lab for lab in store.labels() if lab.item_id == item.item_id]
+    out.append(_table(["annotator", "label", "flagged", "rationale"],
+                      [[lab.annotator, _ranking(store, lab), "yes" if lab.flagged else "", lab.rationale]
+                       for lab in labels], "no labels yet"))
+    return '<div class="admin-item">' + "".join(out) + "</div>"
 
 
 def report_text(store: LabelStore, overlap: int = 1) -> str:
@@ -127,7 +183,7 @@ def report_text(store: LabelStore, overlap: int = 1) -> str:
     else:
         out += [f"{k}: {_fmt(v)}" for k, v in r["agreement"].items()]
     out += ["", f"flagged items: {len(r['flagged'])}"]
-    out += [f"  {f.item_id}  by {f.annotator}{'  (skipped)' if f.skipped else ''}  {' '.join(f.rationale.split())[:80]}"
+    out += [f"  {f.item_id}  by {f.annotator}{'  (skipped)' if f.skipped else ''}  {' '.join(f.rationale.split())}"
             for f in r["flagged"]]
     return "\n".join(out)
 
@@ -137,7 +193,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", required=True, help="SQLite label store written by the annotation app")
     parser.add_argument("--overlap", type=int, default=1, help="annotators per item (for the 'done' count)")
     args = parser.parse_args(argv)
-    print(report_text(LabelStore(args.db), args.overlap))
+    from rlhf.preferences.export import open_label_db  # never creates a DB on a mistyped path
+    from rlhf.artifacts import ArtifactError
+
+    try:
+        store = open_label_db(args.db)
+    except ArtifactError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(report_text(store, args.overlap))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import random
+import string
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -22,10 +24,12 @@ from typing import Any
 import gradio as gr
 
 from annotation_ui.users import Users
+from rlhf.preferences import quality
 from rlhf.preferences.store import Item, Label, LabelStore
 
-LETTERS = "ABCDEFGHIJ"
+LETTERS = string.ascii_uppercase
 MAX_K = len(LETTERS)
+MAX_RATIONALE = 2000  # characters; enforced on the server (the text box only hints at it)
 
 
 @dataclass
@@ -37,6 +41,8 @@ class AppConfig:
     users: Users = field(default_factory=Users)  # empty = no sign-in (labels are written as `anonymous`)
     title: str = "Preference annotation"
     anonymous_name: str = "anonymous"  # annotator name used only when sign-in is off
+    qc: quality.QCConfig | None = field(default_factory=quality.QCConfig)  # gold items / auto-pause; None = off
+    max_file_size: str = "1mb"  # Gradio's upload limit (the app itself takes no uploads)
 
 
 @dataclass
@@ -117,6 +123,25 @@ def _progress_md(store: LabelStore, cfg: AppConfig, annotator: str) -> str:
     )
 
 
+def choose_item(store: LabelStore, cfg: AppConfig, annotator: str) -> Item | None:
+    """The next task: a gold item when quality control says one is due, else ``store.next_item``;
+    None when nothing is left or the annotator is paused."""
+    return quality.choose_item(store, annotator, cfg.overlap, cfg.qc)
+
+
+def check_rationale(rationale: str | None) -> str:
+    text = (rationale or "").strip()
+    if len(text) > MAX_RATIONALE:
+        raise gr.Error(f"The rationale is {len(text)} characters long; keep it under {MAX_RATIONALE}.")
+    return text
+
+
+def quality_hook(store: LabelStore, cfg: AppConfig, annotator: str) -> None:
+    """After every stored label: let quality control pause an annotator with a weak gold record."""
+    if cfg.qc is not None:
+        quality.after_label(store, annotator, cfg.qc)
+
+
 def _annotator(cfg: AppConfig, request: gr.Request | None) -> str:
     """The signed-in user; refuses to write anonymously when sign-in is on."""
     name = getattr(request, "username", None) if request is not None else None
@@ -138,6 +163,9 @@ def show_item(store: LabelStore, cfg: AppConfig, state: TaskState, item: Item | 
     if item is None:
         state = replace(state, item_id=None, order=[], request_id="", revising=None)
         done = "**All done - no more items for you. Thank you!** Use *Back* to revise your labels."
+        if cfg.qc is not None and quality.is_paused(store, state.annotator):
+            done = ("**Your account is paused for review** (answers on check items with known answers). "
+                    "Please contact the organiser.")
         return View(state, header, status=(status + "\n\n" if status else "") + done)
     order = display_order(state.annotator, item)
     text = dict(zip(item.candidate_ids, item.candidates))
@@ -163,7 +191,7 @@ def show_item(store: LabelStore, cfg: AppConfig, state: TaskState, item: Item | 
 
 def on_load(store: LabelStore, cfg: AppConfig, state: TaskState, request: gr.Request | None) -> View:
     state = replace(TaskState(), annotator=_annotator(cfg, request))
-    return show_item(store, cfg, state, store.next_item(state.annotator, cfg.overlap))
+    return show_item(store, cfg, state, choose_item(store, cfg, state.annotator))
 
 
 def _after_submit(store: LabelStore, cfg: AppConfig, state: TaskState, saved: Label, what: str) -> View:
@@ -174,7 +202,7 @@ def _after_submit(store: LabelStore, cfg: AppConfig, state: TaskState, saved: La
             lab = history[-state.back_steps]
             return show_item(store, cfg, state, store.item(lab.item_id), lab, f"Saved {what} (#{saved.label_id}).")
     state = replace(state, back_steps=0)
-    return show_item(store, cfg, state, store.next_item(state.annotator, cfg.overlap),
+    return show_item(store, cfg, state, choose_item(store, cfg, state.annotator),
                      status=f"Saved {what} (#{saved.label_id}).")
 
 
@@ -187,9 +215,10 @@ def _submit(store: LabelStore, cfg: AppConfig, state: TaskState, ranks: dict[str
             "source": "ui"}
     try:
         saved = store.submit(annotator, state.item_id, ranks, skipped=skipped, flagged=bool(flagged),
-                             rationale=(rationale or "").strip(), request_id=state.request_id, meta=meta)
+                             rationale=check_rationale(rationale), request_id=state.request_id, meta=meta)
     except ValueError as exc:
         raise gr.Error(str(exc)) from exc
+    quality_hook(store, cfg, annotator)
     what = "skip" if skipped else ("revision" if saved.supersedes else "label")
     return _after_submit(store, cfg, state, saved, what)
 
@@ -257,17 +286,18 @@ def api_submit(store: LabelStore, cfg: AppConfig, item_id: str, ranks: dict, ski
     annotator = _annotator(cfg, request)
     try:
         lab = store.submit(annotator, item_id, {str(k): v for k, v in (ranks or {}).items()}, skipped=bool(skipped),
-                           flagged=bool(flagged), rationale=rationale or "", request_id=request_id or None,
+                           flagged=bool(flagged), rationale=check_rationale(rationale), request_id=request_id or None,
                            meta={"source": "api"})
     except (ValueError, KeyError) as exc:
         raise gr.Error(str(exc).strip("'\"")) from exc
+    quality_hook(store, cfg, annotator)
     return {"label_id": lab.label_id, "item_id": lab.item_id, "annotator": lab.annotator, "ranks": lab.ranks,
             "supersedes": lab.supersedes, "request_id": lab.request_id}
 
 
 def api_next(store: LabelStore, cfg: AppConfig, request: gr.Request | None) -> dict | None:
     """HTTP API: the next item for the signed-in user (candidate ids included), or None."""
-    item = store.next_item(_annotator(cfg, request), cfg.overlap)
+    item = choose_item(store, cfg, _annotator(cfg, request))
     if item is None:
         return None
     return {"item_id": item.item_id, "prompt": item.prompt, "candidate_ids": item.candidate_ids,
@@ -278,10 +308,31 @@ def api_next(store: LabelStore, cfg: AppConfig, request: gr.Request | None) -> d
 # Admin panel.
 
 
-def admin_markdown(store: LabelStore, overlap: int) -> str:
-    from annotation_ui.admin import report_markdown
+def admin_html(store: LabelStore, overlap: int) -> str:
+    """The admin report as escaped HTML (annotator and model text shown literally, never rendered)."""
+    from annotation_ui.admin import report_html
 
-    return report_markdown(store, overlap)
+    return report_html(store, overlap)
+
+
+def admin_mark_gold(store: LabelStore, item_id: str, answer: str, admin: str) -> str:
+    """Mark an item as gold; ``answer`` is a pair vote (a_better, b_better, tie, both_bad, in the
+    item's candidate order) or JSON ranks {candidate_id: rank}. Returns a status line."""
+    answer = (answer or "").strip()
+    try:
+        parsed = {"vote": answer} if answer in quality.PAIR_VOTES else {"ranks": json.loads(answer)}
+        quality.add_gold_items(store, [((item_id or "").strip(), parsed)], source=f"admin:{admin}")
+    except (ValueError, json.JSONDecodeError) as exc:
+        return f"Not marked: {exc}"
+    return f"Marked {(item_id or '').strip()} as gold."
+
+
+def admin_unpause(store: LabelStore, annotator: str, admin: str) -> str:
+    annotator = (annotator or "").strip()
+    if not quality.is_paused(store, annotator):
+        return f"{annotator} is not paused."
+    quality.unpause(store, annotator, by=admin)
+    return f"Unpaused {annotator}; their earlier check answers no longer count toward a pause."
 
 
 # ------------------------------------------------------------------------------------------------
@@ -295,6 +346,10 @@ CSS = """
 .revising { color: var(--color-accent); margin-left: 8px; }
 .kbd-help { font-size: 0.85em; opacity: 0.8; }
 .cand-col.kbd-cursor .cand { outline: 2px solid var(--color-accent); }
+.admin-table { border-collapse: collapse; margin-bottom: 12px; }
+.admin-table td, .admin-table th { border: 1px solid var(--border-color-primary); padding: 3px 6px;
+  vertical-align: top; text-align: left; white-space: pre-wrap; overflow-wrap: anywhere; }
+.admin-prompt { white-space: pre-wrap; overflow-wrap: anywhere; margin-bottom: 8px; }
 """
 
 # Keyboard shortcuts. Pairs (K=2): 1 = A better, 2 = B better, t = tie, b = both bad.
@@ -361,7 +416,7 @@ class UI:
     status: Any
     submit_btn: Any
     admin_tab: Any
-    admin_md: Any
+    admin_md: Any  # a gr.HTML of escaped text (the name is kept for callers)
 
     def task_outputs(self) -> list[Any]:
         return [self.state, self.header, self.prompt, *self.cands, *self.cand_cols, *self.ranks,
@@ -417,7 +472,8 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
                     vote_bad = gr.Button("Both are bad  [b]", elem_id="vote-bad")
                 with gr.Row():
                     flag = gr.Checkbox(label="Flag as bad / unsafe  [f]", elem_id="flag-box", scale=1)
-                    rationale = gr.Textbox(label="Rationale (optional)", lines=2, scale=3, elem_id="rationale")
+                    rationale = gr.Textbox(label="Rationale (optional)", lines=2, scale=3, elem_id="rationale",
+                                           max_length=MAX_RATIONALE)
                 with gr.Row():
                     back_btn = gr.Button("Back  [Backspace]", elem_id="back-btn")
                     skip_btn = gr.Button("Skip  [s]", elem_id="skip-btn")
@@ -429,8 +485,22 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
                     elem_classes=["kbd-help"],
                 )
             with gr.Tab("Admin", visible=False) as admin_tab:
-                admin_refresh = gr.Button("Refresh")
-                admin_md = gr.Markdown()
+                admin_refresh = gr.Button("Refresh", elem_id="admin-refresh")
+                admin_md = gr.HTML(elem_id="admin-report")
+                with gr.Row():
+                    admin_item_id = gr.Textbox(label="Item id", elem_id="admin-item-id", scale=1)
+                    admin_answer = gr.Textbox(label="Gold answer: a_better / b_better / tie / both_bad, or JSON "
+                                              "ranks {candidate_id: rank}", elem_id="admin-answer", scale=2)
+                with gr.Row():
+                    admin_show = gr.Button("Show item", elem_id="admin-show")
+                    admin_gold = gr.Button("Mark as gold", elem_id="admin-gold")
+                with gr.Row():
+                    admin_annotator = gr.Textbox(label="Annotator", elem_id="admin-annotator", scale=2)
+                    admin_unpause_btn = gr.Button("Unpause", elem_id="admin-unpause", scale=1)
+                admin_status = gr.Textbox(label="Admin status", interactive=False, elem_id="admin-status")
+                admin_item = gr.HTML(elem_id="admin-item")
+        if cfg.users.enabled:
+            gr.Button("Sign out", link="/logout", size="sm", elem_id="sign-out")
 
         ui = UI(state, header, prompt, cands, cols, ranks, arena_row, flag, rationale, status, submit_btn,
                 admin_tab, admin_md)
@@ -441,7 +511,7 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
             out = _render(ui, on_load(store, cfg, st, request))
             is_admin = cfg.users.is_admin(getattr(request, "username", None)) or not cfg.users.enabled
             out[admin_tab] = gr.update(visible=is_admin)
-            out[admin_md] = admin_markdown(store, cfg.overlap) if is_admin else ""
+            out[admin_md] = admin_html(store, cfg.overlap) if is_admin else ""
             return out
 
         demo.load(_load, [state], [*outputs, admin_tab, admin_md], **private)
@@ -475,12 +545,34 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
             comp.input(_draft, [state, *ranks, flag, rationale], None, show_progress="hidden",
                        trigger_mode="always_last", **private)
 
-        def _admin(request: gr.Request):
-            if cfg.users.enabled and not cfg.users.is_admin(getattr(request, "username", None)):
+        def _admin_name(request: gr.Request) -> str:
+            name = getattr(request, "username", None)
+            if cfg.users.enabled and not cfg.users.is_admin(name):
                 raise gr.Error("Admins only.")
-            return admin_markdown(store, cfg.overlap)
+            return name or cfg.anonymous_name
+
+        def _admin(request: gr.Request):
+            _admin_name(request)
+            return admin_html(store, cfg.overlap)
+
+        def _admin_show(item_id, request: gr.Request):
+            _admin_name(request)
+            from annotation_ui.admin import item_html
+
+            return item_html(store, item_id or "")
+
+        def _admin_gold(item_id, answer, request: gr.Request):
+            msg = admin_mark_gold(store, item_id, answer, _admin_name(request))
+            return msg, admin_html(store, cfg.overlap)
+
+        def _admin_unpause(annotator, request: gr.Request):
+            msg = admin_unpause(store, annotator, _admin_name(request))
+            return msg, admin_html(store, cfg.overlap)
 
         admin_refresh.click(_admin, None, admin_md, **private)
+        admin_show.click(_admin_show, [admin_item_id], admin_item, **private)
+        admin_gold.click(_admin_gold, [admin_item_id, admin_answer], [admin_status, admin_md], **private)
+        admin_unpause_btn.click(_admin_unpause, [admin_annotator], [admin_status, admin_md], **private)
 
         # HTTP API for scripts and the concurrency test (gradio_client: client.predict(..., api_name="/submit")).
         def submit(item_id: str, ranks: dict, skipped: bool = False, flagged: bool = False, rationale: str = "",
@@ -500,8 +592,14 @@ def launch_kwargs(config: AppConfig) -> dict[str, Any]:
     # System fonts: the default theme fetches Google Fonts, which offline annotation servers cannot reach.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])
-    kwargs: dict[str, Any] = {"head": SHORTCUTS_JS, "css": CSS, "ssr_mode": False, "theme": theme}
+    kwargs: dict[str, Any] = {"head": SHORTCUTS_JS, "css": CSS, "ssr_mode": False, "theme": theme,
+                              "max_file_size": config.max_file_size}
     if config.users.enabled:
+        from starlette.middleware import Middleware
+
+        from annotation_ui.users import ClientAddress
+
         kwargs["auth"] = config.users.check
+        kwargs["app_kwargs"] = {"middleware": [Middleware(ClientAddress)]}  # sign-in rate limit per address
         kwargs["auth_message"] = "Sign in with the annotator account you were given."
     return kwargs

@@ -70,7 +70,9 @@ class Server:
         env = {"ANNOTATION_USERS": users} if isinstance(users, str) else {}
         self.users = load_users(None, list(admins), env=env)
         if isinstance(users, dict):
-            self.users.passwords.update(users)
+            from annotation_ui.users import hash_password
+
+            self.users.passwords.update({n: hash_password(pw) for n, pw in users.items()})
         self.config = AppConfig(overlap=overlap, guidelines=guidelines, users=self.users)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"

@@ -4,7 +4,10 @@ Fixture (ranks, 1 = best; candidate order a, b, c on item X and d, e, f on item 
 
     X: A = (1, 2, 3)   B = (1, 3, 2)   C = (1, 1, 2)
     Y: A = (1, 2, 3)   B = (3, 2, 1)   C skipped
-    Z: A only (not overlapping)         C flagged (excluded)
+    Z: A = (1, 2, 3)                    C flagged (3, 2, 1): kept by default, left out with drop_flagged
+
+The hand-computed values below are with drop_flagged=True (Z then has one label only);
+test_flagged_labels_count_by_default adds Z back.
 """
 
 import math
@@ -43,7 +46,7 @@ def test_mean_pairwise_kendall_tau_b():
     # X, B-C: (a,b) tied in C, (a,c) conc, (b,c) disc -> (1 - 1) / sqrt(3 * 2) = 0
     # Y, A-B: reversed -> -1
     expected = (1 / 3 + 2 / math.sqrt(6) + 0 - 1) / 4  # = 0.037457
-    result = agreement(FIXTURE)
+    result = agreement(FIXTURE, drop_flagged=True)
     assert result.kendall_tau == pytest.approx(expected)
     assert result.kendall_tau == pytest.approx(0.037457, abs=1e-6)
     assert result.annotator_pairs == 4
@@ -54,7 +57,7 @@ def test_pairwise_agreement_rate():
     # Same relation (<, =, >) per candidate pair:
     # X A-B: ab same, ac same, bc differ -> 2/3;  X A-C: ab differ (C ties), ac, bc same -> 2/3
     # X B-C: ab differ, ac same, bc differ -> 1/3;  Y A-B: all three differ -> 0/3
-    assert agreement(FIXTURE).pairwise_rate == pytest.approx(5 / 12)
+    assert agreement(FIXTURE, drop_flagged=True).pairwise_rate == pytest.approx(5 / 12)
 
 
 def test_krippendorff_alpha_ordinal():
@@ -67,11 +70,11 @@ def test_krippendorff_alpha_ordinal():
     # D_o = 2/15 * (.5 * 30.25 + 2.5 * 100 + 1.5 * 20.25) = 2/15 * 295.5 = 39.4
     # D_e = 2/(15 * 14) * (6*5 * 30.25 + 6*4 * 100 + 5*4 * 20.25) = 2/210 * 3712.5 = 35.357...
     # alpha = 1 - D_o / D_e = 1 - 8274/7425 = -849/7425
-    assert agreement(FIXTURE).krippendorff_alpha == pytest.approx(-849 / 7425)
+    assert agreement(FIXTURE, drop_flagged=True).krippendorff_alpha == pytest.approx(-849 / 7425)
 
 
 def test_per_annotator_counts():
-    assert per_annotator_counts(FIXTURE) == {
+    assert per_annotator_counts(FIXTURE, drop_flagged=True) == {
         "A": {"labels": 3, "skipped": 0, "flagged": 0, "overlapping": 2},
         "B": {"labels": 2, "skipped": 0, "flagged": 0, "overlapping": 2},
         "C": {"labels": 1, "skipped": 1, "flagged": 1, "overlapping": 1},
@@ -95,6 +98,69 @@ def test_perfect_agreement_and_no_overlap():
 def test_per_statistic_functions_used_by_the_admin_panel():
     from rlhf.preferences.agreement import krippendorff_alpha, mean_kendall_tau, pairwise_agreement
 
-    assert mean_kendall_tau(FIXTURE) == pytest.approx((1 / 3 + 2 / math.sqrt(6) - 1) / 4)
-    assert krippendorff_alpha(FIXTURE) == pytest.approx(-849 / 7425)
-    assert pairwise_agreement(FIXTURE) == pytest.approx(5 / 12)
+    no_flags = [lab for lab in FIXTURE if not lab.flagged]
+    assert mean_kendall_tau(no_flags) == pytest.approx((1 / 3 + 2 / math.sqrt(6) - 1) / 4)
+    assert krippendorff_alpha(no_flags) == pytest.approx(-849 / 7425)
+    assert pairwise_agreement(no_flags) == pytest.approx(5 / 12)
+
+
+def test_flagged_labels_count_by_default():
+    # Z: A (1,2,3) vs C (3,2,1): tau -1 and all three candidate pairs disagree.
+    result = agreement(FIXTURE)
+    assert result.overlapping_items == 3 and result.annotator_pairs == 5
+    assert result.kendall_tau == pytest.approx((1 / 3 + 2 / math.sqrt(6) + 0 - 1 - 1) / 5)
+    assert result.pairwise_rate == pytest.approx(5 / 15)
+
+
+def test_dense_rank_normalisation():
+    from rlhf.preferences.agreement import dense_ranks
+
+    assert dense_ranks({"a": 1, "b": 1, "c": 3}) == {"a": 1, "b": 1, "c": 2}
+    assert dense_ranks({"a": 4, "b": 2, "c": 2}) == {"a": 2, "b": 1, "c": 1}
+    # The same ranking written 1,1,3 by one annotator and 1,1,2 by another agrees perfectly;
+    # without normalisation ordinal alpha would see a 3-vs-2 disagreement on candidate c.
+    gappy = [_label(1, "X", "A", _ranks("X", (1, 1, 3))), _label(2, "X", "B", _ranks("X", (1, 1, 2))),
+             _label(3, "Y", "A", _ranks("Y", (1, 2, 3))), _label(4, "Y", "B", _ranks("Y", (1, 2, 3)))]
+    assert agreement(gappy).krippendorff_alpha == pytest.approx(1.0)
+    assert agreement(gappy).pairwise_rate == 1.0
+
+
+def _pair_label(i, item, annotator, a, b, vote):
+    return Label(i, item, annotator, {f"{item}a": a, f"{item}b": b}, False, False, "", float(i), None,
+                 meta={"vote": vote})
+
+
+def test_pairs_and_kway_items_are_reported_separately():
+    # K-way: X and Y of the fixture without the flagged label (alpha -849/7425 by hand above).
+    # Pairs P, Q: A and B agree on both (a better on P, b better on Q) -> pair alpha 1, pair rate 1.
+    pairs = [_pair_label(11, "P", "A", 1, 2, "a_better"), _pair_label(12, "P", "B", 1, 2, "a_better"),
+             _pair_label(13, "Q", "A", 2, 1, "b_better"), _pair_label(14, "Q", "B", 2, 1, "b_better")]
+    result = agreement(FIXTURE + pairs, drop_flagged=True)
+    assert result.kway.krippendorff_alpha == pytest.approx(-849 / 7425)
+    assert result.kway.overlapping_items == 2 and result.kway.pairwise_rate == pytest.approx(5 / 12)
+    assert result.pair.krippendorff_alpha == pytest.approx(1.0) and result.pair.pairwise_rate == 1.0
+    assert result.pair.overlapping_items == 2
+    assert math.isnan(result.krippendorff_alpha)  # one alpha over two rank scales is not reported
+    m = result.metrics()
+    assert m["agreement/pair/krippendorff_alpha"] == pytest.approx(1.0)
+    assert m["agreement/kway/krippendorff_alpha"] == pytest.approx(-849 / 7425)
+
+
+def test_both_bad_is_its_own_relation():
+    # Both annotators said "both bad": agree. "both bad" vs a plain tie: disagree.
+    same = [_pair_label(1, "P", "A", 1, 1, "both_bad"), _pair_label(2, "P", "B", 1, 1, "both_bad")]
+    assert agreement(same).pairwise_rate == 1.0
+    mixed = [_pair_label(1, "P", "A", 1, 1, "both_bad"), _pair_label(2, "P", "B", 1, 1, "tie")]
+    assert agreement(mixed).pairwise_rate == 0.0
+
+
+def test_26_candidates():
+    import string
+
+    ids = list(string.ascii_lowercase)
+    a = {c: i + 1 for i, c in enumerate(ids)}
+    b = {c: 26 - i for i, c in enumerate(ids)}
+    result = agreement([Label(1, "X", "A", a, False, False, "", 1.0, None), Label(2, "X", "B", a, False, False, "", 2.0, None),
+                        Label(3, "Y", "A", a, False, False, "", 3.0, None), Label(4, "Y", "B", b, False, False, "", 4.0, None)])
+    assert result.kendall_tau == pytest.approx((1 - 1) / 2) and result.pairwise_rate == pytest.approx(0.5)
+    assert result.kway.overlapping_items == 2

@@ -5,8 +5,10 @@ Fixture rankings (ranks of candidates c0, c1, c2; 1 = best):
     p000: A (1,2,3)  B (1,3,2)  C (2,1,3)
     p001: A (1,1,2)  B (2,1,1)
     p002: A (1,1,1)                       all tied: no pair under any policy
-    p003: A skipped  B flagged (1,2,3)    excluded
+    p003: A skipped  B flagged (1,2,3)    the flagged ranking counts (guidelines: "rank as usual")
     p004: A (3,2,1)  B (1,2,3)            opposite rankings
+
+Majority = more than half of everyone who ranked both candidates (a tie is a vote for neither).
 """
 
 import json
@@ -50,26 +52,36 @@ def labelled(tmp_path_factory):
 
 # Hand-derived (see the module docstring):
 # best_vs_worst per ranking: p000 A c0>c2, B c0>c1, C c1>c2; p001 A c0>c2 (first of the tied best),
-#   B c1>c0; p004 A c2>c0, B c0>c2  -> keep_all 7 rows.
-#   majority: p000 c0>c2 (3-0), c0>c1 (2-1), c1>c2 (2-1); p001 c0|c2 1-1 dropped, c1>c0 (1-0, A tied);
-#   p004 1-1 dropped -> 4 rows, 2 dropped.
-# all_pairs: p000 3 per annotator (9); p001 A 2 + B 2 (one tie each); p004 3 + 3 -> keep_all 19 rows.
-#   majority: p000 3; p001 c0|c2 dropped, c1>c2 (1-0), c1>c0 (1-0); p004 all three 1-1 dropped -> 5 rows, 4 dropped.
+#   B c1>c0; p003 B c0>c2 (flagged); p004 A c2>c0, B c0>c2  -> keep_all 8 rows.
+#   majority: p000 c0>c2 (3 of 3), c0>c1 (2 of 3), c1>c2 (2 of 3); p001 c0|c2 1 of 2 each way dropped,
+#   c1>c0 1 of 2 (A tied) dropped; p003 c0>c2 (1 of 1); p004 1 of 2 dropped -> 4 rows, 3 dropped.
+# all_pairs: p000 3 per annotator (9); p001 A 2 + B 2 (one tie each); p003 3; p004 3 + 3 -> keep_all 22.
+#   majority: p000 3; p001 c0|c2, c1|c2 (B tied), c0|c1 (A tied) all 1 of 2: dropped; p003 3; p004 3 dropped
+#   -> 6 rows, 6 dropped.
 @pytest.mark.parametrize("pairing, aggregation, rows, dropped", [
-    ("best_vs_worst", "keep_all", 7, 0),
-    ("best_vs_worst", "majority", 4, 2),
-    ("all_pairs", "keep_all", 19, 0),
-    ("all_pairs", "majority", 5, 4),
+    ("best_vs_worst", "keep_all", 8, 0),
+    ("best_vs_worst", "majority", 4, 3),
+    ("all_pairs", "keep_all", 22, 0),
+    ("all_pairs", "majority", 6, 6),
 ])
 def test_pair_counts_per_policy(labelled, pairing, aggregation, rows, dropped):
     _, _, items, store = labelled
     data, metrics = build_export(store, items, pairing, aggregation, test_fraction=0.0)
     assert len(data["train"]) == rows and len(data["test"]) == 0
     assert metrics["pairs/total"] == rows
-    assert metrics["pairs/dropped_annotator_ties"] == dropped
+    assert metrics["pairs/dropped_no_majority"] == dropped
     assert metrics["labels/skipped"] == 1 and metrics["labels/flagged"] == 1
-    assert metrics["labels/usable"] == 8 and metrics["rankings/all_tied"] == 1
-    assert "p002" not in data["train"]["prompt_id"] and "p003" not in data["train"]["prompt_id"]
+    assert metrics["labels/usable"] == 9 and metrics["rankings/all_tied"] == 1
+    assert "p002" not in data["train"]["prompt_id"] and "p003" in data["train"]["prompt_id"]
+
+
+def test_flagged_labels_keep_their_ranking_unless_dropped(labelled):
+    _, _, items, store = labelled
+    kept = export_preferences(store, items, "all_pairs", "keep_all", test_fraction=0.0)["train"]
+    assert sorted(r["prompt_id"] for r in kept).count("p003") == 3  # B's flagged (1,2,3): 3 pairs
+    data, metrics = build_export(store, items, "all_pairs", "keep_all", test_fraction=0.0, drop_flagged=True)
+    assert "p003" not in data["train"]["prompt_id"] and len(data["train"]) == 19
+    assert metrics["labels/usable"] == 8
 
 
 def test_rows_have_trl_columns_texts_and_agreement(labelled):
@@ -83,8 +95,8 @@ def test_rows_have_trl_columns_texts_and_agreement(labelled):
         ("p000", text["p000-c0"], text["p000-c2"]): (["A", "B", "C"], 1.0),
         ("p000", text["p000-c0"], text["p000-c1"]): (["A", "B"], pytest.approx(2 / 3)),
         ("p000", text["p000-c1"], text["p000-c2"]): (["A", "C"], pytest.approx(2 / 3)),
-        ("p001", text["p001-c1"], text["p001-c0"]): (["B"], 0.5),  # A tied c0 and c1: not agreeing
-    }
+        ("p003", text["p003-c0"], text["p003-c2"]): (["B"], 1.0),  # flagged, ranked as usual
+    }  # p001 c1>c0 is 1 of 2 (A tied): no majority
     assert all(r["prompt"] == prompts[r["prompt_id"]] for r in data)
 
     # keep_all: each annotator's own pairs, with the share of annotators agreeing with that direction.
@@ -103,7 +115,7 @@ def test_split_is_by_prompt_and_artifact_round_trips(labelled, tmp_path):
     assert set(data) == {"train", "test"}
     assert len(data["test"]) > 0 and not set(data["train"]["prompt_id"]) & set(data["test"]["prompt_id"])
     m = art.metrics
-    assert m["pairs/train"] + m["pairs/test"] == 19
+    assert m["pairs/train"] + m["pairs/test"] == 22
     assert m["agreement/overlapping_items"] == 3 and m["labels/flagged"] == 1
     assert m["per_annotator"]["A"] == {"labels": 4, "skipped": 1, "flagged": 0, "overlapping": 3}
 
@@ -113,7 +125,7 @@ def test_cli_writes_artifact_and_reports_errors(labelled, tmp_path, capsys):
     export.main(["--candidates", str(root / "candidates"), "--db", str(root / "labels.sqlite"),
                  "--out", str(tmp_path / "out"), "--pairing", "all_pairs", "--aggregation", "majority"])
     m = open_artifact(tmp_path / "out", "preferences").metrics
-    assert m["pairs/total"] == 5 and m["pairs/test"] > 0  # two prompts: one of them held out
+    assert m["pairs/total"] == 6 and m["pairs/test"] > 0  # two prompts: one of them held out
     assert f"{m['pairs/train']} train / {m['pairs/test']} test pairs" in capsys.readouterr().out
 
     with pytest.raises(SystemExit) as exit_info:

@@ -165,32 +165,32 @@ def test_items_from_candidates(tmp_path):
 
 
 def test_users_from_yaml_json_and_env(tmp_path):
-    import hashlib
     import json
 
-    from annotation_ui.users import load_users
+    from annotation_ui.users import add_user, load_users
 
-    (tmp_path / "u.yaml").write_text(
-        "users:\n  alice: pw1\n  bob: 'sha256:" + hashlib.sha256(b"pw2").hexdigest() + "'\nadmins: [alice]\n")
+    add_user(tmp_path / "u.yaml", "alice", "pw1", admin=True)
+    add_user(tmp_path / "u.yaml", "bob", "pw2")
     users = load_users(tmp_path / "u.yaml", env={"ANNOTATION_USERS": "carol:pw3", "ANNOTATION_ADMINS": "carol"})
     assert users.check("alice", "pw1") and users.check("bob", "pw2") and users.check("carol", "pw3")
-    assert not users.check("alice", "pw2") and not users.check("mallory", "pw1") and not users.check("bob", "sha256:")
+    assert not users.check("alice", "pw2") and not users.check("mallory", "pw1")
     assert users.admins == {"alice", "carol"} and not users.is_admin("bob")
-    (tmp_path / "u.json").write_text(json.dumps({"dave": "pw4"}))
-    assert load_users(tmp_path / "u.json", env={}).passwords == {"dave": "pw4"}
+    add_user(tmp_path / "u.json", "dave", "pw4")
+    assert set(json.loads((tmp_path / "u.json").read_text())["users"]) == {"dave"}
+    assert load_users(tmp_path / "u.json", env={}).check("dave", "pw4")
     assert not load_users(None, env={}).enabled
     with pytest.raises(ValueError, match="name:password"):
         load_users(None, env={"ANNOTATION_USERS": "nopassword"})
 
 
 def test_admin_report_counts_agreement_and_flags(store):
-    from annotation_ui.admin import report_markdown, report_text
+    from annotation_ui.admin import report_html, report_text
 
     store.submit("alice", "i0", {"i0c0": 1, "i0c1": 2, "i0c2": 3})
     store.submit("bob", "i0", {"i0c0": 1, "i0c1": 2, "i0c2": 3})
     store.submit("bob", "i1", {}, skipped=True, flagged=True, rationale="<b>rude</b> | spam")
     text = report_text(store, overlap=2)
     assert "items done: 1/4" in text and "flagged items: 1" in text
-    md = report_markdown(store, overlap=2)
-    assert "&lt;b&gt;rude&lt;/b&gt; &#124; spam" in md  # escaped, and the pipe cannot break the table
-    assert "pairwise_agreement | 1.000" in md
+    page = report_html(store, overlap=2)
+    assert "<td>&lt;b&gt;rude&lt;/b&gt; | spam</td>" in page  # escaped: shown as text, in full
+    assert "<td>pairwise_agreement</td><td>n/a</td><td>1.000</td>" in page  # pairs n/a, K-way 1.0

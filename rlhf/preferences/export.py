@@ -3,7 +3,7 @@
 Checks the inputs first (the candidates artifact; an intact label DB whose labels name these
 candidates), then pairs and aggregates the usable labels (rlhf/preferences/pairing.py), splits
 train/test by prompt and measures agreement and how often the labels side with the gold reward.
-Skipped and flagged labels are excluded. Used by the preferences stage and
+Skipped labels are excluded; flagged labels keep their ranking unless ``drop_flagged`` is set. Used by the preferences stage and
 ``python -m annotation_ui.export``.
 """
 
@@ -18,7 +18,7 @@ from datasets import DatasetDict
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact
 from rlhf.candidates import KIND as CANDIDATES, load_candidates
 from rlhf.config import ConfigError
-from rlhf.preferences.agreement import agreement, usable
+from rlhf.preferences.agreement import agreement, is_both_bad, usable
 from rlhf.preferences.artifact import split_by_prompt
 from rlhf.preferences.pairing import PAIRINGS, collect_pairs
 from rlhf.preferences.store import Item, Label, LabelStore, items_from_candidates
@@ -90,19 +90,24 @@ def select_labels(store: LabelStore, include: Callable[[str], bool] | None = Non
 def build_export(
     store: LabelStore, items: list[Item], pairing: str = "best_vs_worst", aggregation: str = "majority",
     test_fraction: float = 0.1, seed: int = 0, include: Callable[[str], bool] | None = None,
+    drop_flagged: bool = False,
 ) -> tuple[DatasetDict, dict[str, Any]]:
-    """The preference dataset and its metrics (pair counts, agreement, skipped/flagged counts)."""
+    """The preference dataset and its metrics (pair counts, agreement, skipped/flagged counts).
+
+    ``include`` picks annotators (e.g. not simulated, not paused by quality control).
+    """
     if pairing not in PAIRINGS:
         raise ConfigError(f"unknown pairing {pairing!r}; choose one of {', '.join(PAIRINGS)}")
     by_id = {it.item_id: it for it in items}
     labels = select_labels(store, include)
     check_labels(labels, by_id)
-    pairs, counts = collect_pairs(labels, by_id, pairing, aggregation)
+    pairs, counts = collect_pairs(labels, by_id, pairing, aggregation, drop_flagged)
     if not pairs:
-        n_usable = len(usable(labels))
+        n_usable = len(usable(labels, drop_flagged))
         raise ArtifactError(
-            f"nothing to export from {store.db_path}: {len(labels)} labels, {n_usable} usable (not skipped or "
-            f"flagged), 0 preference pairs (all rankings tied or annotators split evenly). First {ANNOTATE_HINT}."
+            f"nothing to export from {store.db_path}: {len(labels)} labels, {n_usable} usable (not skipped"
+            f"{' or flagged' if drop_flagged else ''}), 0 preference pairs (all rankings tied or no majority). "
+            f"First {ANNOTATE_HINT}."
         )
     rows = []
     for p in pairs:
@@ -111,7 +116,7 @@ def build_export(
         rows.append({"prompt": item.prompt, "chosen": text[p.chosen], "rejected": text[p.rejected],
                      "prompt_id": item.item_id, "annotators": p.annotators, "agreement": p.agreement})
     data = split_by_prompt(rows, test_fraction, seed)
-    stats = agreement(labels)
+    stats = agreement(labels, drop_flagged)
     # How often the labels side with the task's gold reward (the simulated annotators' ground truth).
     chosen_gold = gold_reward(join(r["prompt"], r["chosen"]) for r in rows)
     rejected_gold = gold_reward(join(r["prompt"], r["rejected"]) for r in rows)
@@ -122,10 +127,11 @@ def build_export(
         "gold/chosen_better": sum(c > r for c, r in zip(chosen_gold, rejected_gold)) / len(rows),
         "gold/margin_mean": sum(c - r for c, r in zip(chosen_gold, rejected_gold)) / len(rows),
         "labels/total": len(labels),
-        "labels/usable": len(usable(labels)),
+        "labels/usable": len(usable(labels, drop_flagged)),
         "labels/skipped": sum(lab.skipped for lab in labels),
         "labels/flagged": sum(lab.flagged for lab in labels),
-        "items/labelled": len({lab.item_id for lab in usable(labels)}),
+        "labels/both_bad": sum(is_both_bad(lab) for lab in labels),
+        "items/labelled": len({lab.item_id for lab in usable(labels, drop_flagged)}),
         "items/total": len(items),
         "annotators": len(stats.per_annotator),
         **stats.metrics(),
@@ -137,9 +143,10 @@ def build_export(
 def export_preferences(
     store: LabelStore, items: list[Item], pairing: str = "best_vs_worst", aggregation: str = "majority",
     test_fraction: float = 0.1, seed: int = 0, include: Callable[[str], bool] | None = None,
+    drop_flagged: bool = False,
 ) -> DatasetDict:
     """TRL preference pairs (prompt/chosen/rejected + prompt_id, annotators, agreement), train/test."""
-    return build_export(store, items, pairing, aggregation, test_fraction, seed, include)[0]
+    return build_export(store, items, pairing, aggregation, test_fraction, seed, include, drop_flagged)[0]
 
 
 def db_state(store: LabelStore) -> dict[str, Any]:

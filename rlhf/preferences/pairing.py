@@ -6,10 +6,13 @@ bottom-ranked candidate; none when all are tied), ``all_pairs`` every pair with 
 
 Aggregation over annotators who ranked the same item: ``keep_all`` keeps every annotator's pairs
 (disagreeing annotators give opposite rows); ``majority`` keeps, per item and candidate pair, the
-direction most of the annotators who ranked both candidates chose, and drops exact ties.
+direction that *more than half* of the annotators who ranked both candidates chose. A tie or a
+"both bad" vote is a vote too (for neither direction), so one "A" plus two "both bad" exports
+nothing; a plain plurality (1 for, 0 against, 1 tie) is not a majority either.
 
-Every pair carries ``agreement``: the fraction of the annotators who ranked both candidates that
-agree with the pair's direction (a tie counts as not agreeing).
+Flagged labels keep their ranking (the guidelines say "rank as usual"); ``drop_flagged`` leaves
+them out. Every pair carries ``agreement``: the fraction of the annotators who ranked both
+candidates that agree with the pair's direction (a tie or "both bad" counts as not agreeing).
 """
 
 from __future__ import annotations
@@ -62,15 +65,16 @@ def _agreement(anns: dict[str, dict[str, int]], chosen: str, rejected: str) -> t
     return len(pro) / len(voters), pro, con
 
 
-def collect_pairs(labels: list[Label], items: dict[str, Item], pairing: str, aggregation: str) -> tuple[list[Pair], dict[str, int]]:
+def collect_pairs(labels: list[Label], items: dict[str, Item], pairing: str, aggregation: str,
+                  drop_flagged: bool = False) -> tuple[list[Pair], dict[str, int]]:
     """Pairs from the usable labels under a pairing and an aggregation policy, plus drop counts."""
     if aggregation not in AGGREGATIONS:
         raise ConfigError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
     grouped: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    for lab in usable(labels):
+    for lab in usable(labels, drop_flagged):
         grouped[lab.item_id][lab.annotator] = lab.ranks
     pairs: list[Pair] = []
-    counts = {"pairs/from_rankings": 0, "pairs/dropped_annotator_ties": 0, "rankings/all_tied": 0}
+    counts = {"pairs/from_rankings": 0, "pairs/dropped_no_majority": 0, "rankings/all_tied": 0}
     for item_id in (i for i in items if i in grouped):  # candidates order: deterministic output
         anns, order = grouped[item_id], items[item_id].candidate_ids
         per_annotator = {a: ranking_pairs(r, order, pairing) for a, r in sorted(anns.items())}
@@ -85,10 +89,10 @@ def collect_pairs(labels: list[Label], items: dict[str, Item], pairing: str, agg
         candidate_pairs = dict.fromkeys(tuple(sorted(p, key=order.index)) for ps in per_annotator.values() for p in ps)
         for x, y in candidate_pairs:
             share, pro, con = _agreement(anns, x, y)
-            if len(pro) == len(con):
-                counts["pairs/dropped_annotator_ties"] += 1
-            elif len(pro) > len(con):
+            if share > 0.5:  # more than half of everyone who ranked both (ties and "both bad" included)
                 pairs.append(Pair(item_id, x, y, pro, share))
-            else:
+            elif _agreement(anns, y, x)[0] > 0.5:
                 pairs.append(Pair(item_id, y, x, con, _agreement(anns, y, x)[0]))
+            else:
+                counts["pairs/dropped_no_majority"] += 1
     return pairs, counts

@@ -16,6 +16,7 @@ overlap, ``submit`` for each label, annotator names ``sim-0``, ``sim-1``, ...
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -99,3 +100,42 @@ def simulate(store: LabelStore, cfg: SimulatorConfig) -> dict[str, int]:
             counts["sim/labels"] += 1
             counts["sim/flipped"] += flipped
     return counts
+
+
+def random_clicks(k: int, rng: np.random.Generator) -> tuple[list[int], str]:
+    """A careless annotator: a uniformly random button on a pair (A, B, tie, both bad), uniformly
+    random ranks 1..K (ties allowed) otherwise. Returns (ranks, vote)."""
+    if k == 2:
+        vote = ["a_better", "b_better", "tie", "both_bad"][rng.integers(4)]
+        return list({"a_better": (1, 2), "b_better": (2, 1)}.get(vote, (1, 1))), vote
+    return [int(r) for r in rng.integers(1, k + 1, size=k)], "ranking"
+
+
+def pair_vote(ranks: list[int]) -> str:
+    """The button an honest annotator presses for a ranking (pairs), else "ranking"."""
+    if len(ranks) != 2:
+        return "ranking"
+    return "tie" if ranks[0] == ranks[1] else ("a_better" if ranks[0] < ranks[1] else "b_better")
+
+
+def label_with_qc(store: LabelStore, name: str, rewards: dict[str, list[float]], qc, overlap: int,
+                  max_labels: int, rng: np.random.Generator, careless: bool = False,
+                  flip_rate: float = 0.25, temperature: float = 0.05) -> dict[str, Any]:
+    """One simulated annotator working through the app's assignment (``quality.choose_item``) with
+    the quality-control hook after every label, until paused, done or ``max_labels``.
+    Returns {"labels": n, "paused_at": label count when paused or None}."""
+    from rlhf.preferences import quality
+
+    for n in range(1, max_labels + 1):
+        item = quality.choose_item(store, name, overlap, qc)
+        if item is None:
+            return {"labels": n - 1, "paused_at": None}
+        if careless:
+            ranks, vote = random_clicks(len(item.candidate_ids), rng)
+        else:
+            ranks, _ = noisy_ranks(rewards[item.item_id], temperature, flip_rate, 0.0, rng)
+            vote = pair_vote(ranks)
+        store.submit(name, item.item_id, dict(zip(item.candidate_ids, ranks)), meta={"vote": vote, "simulated": True})
+        if quality.after_label(store, name, qc):
+            return {"labels": n, "paused_at": n}
+    return {"labels": max_labels, "paused_at": None}

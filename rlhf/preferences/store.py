@@ -222,7 +222,7 @@ class LabelStore:
     def item(self, item_id: str) -> Item:
         row = self._con().execute("SELECT * FROM items WHERE item_id = ?", (str(item_id),)).fetchone()
         if row is None:
-            raise KeyError(f"no item {item_id!r} in {self.db_path}")
+            raise KeyError(f"no item {item_id!r} in the label DB")  # no server path: users see this
         return self._item(row)
 
     # -- labels --------------------------------------------------------------------------------
