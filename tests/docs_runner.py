@@ -36,6 +36,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from annotation_ui.users import add_user
+
 REPO = Path(__file__).resolve().parents[1]
 SHELLS = {"bash", "sh", "shell", "console"}
 MODES = ("run", "serve", "fails", "skip")
@@ -67,7 +69,7 @@ SMALL = {
     ],
 }
 ENTRY = re.compile(r"-m\s+(pipelines\.\w+)")
-USERS = "alice: pw-alice\n"
+PASSWORD = "pw-alice"  # alice's password in the users.yaml every scratch checkout gets
 
 
 @dataclass
@@ -167,7 +169,7 @@ def scratch_dir(path: Path, run: Path | None) -> Path:
     (path / "configs").symlink_to(REPO / "configs")
     if run is not None:
         shutil.copytree(run, path / "runs" / "tiny", symlinks=True)
-    (path / "users.yaml").write_text(USERS)
+    add_user(path / "users.yaml", "alice", PASSWORD, admin=True)  # what `annotation_ui.users add alice` writes
     return path
 
 

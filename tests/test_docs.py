@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from docs_runner import (REPO, SMALL, USERS, _free_port, blocks, environment, problems, run_block, scratch_dir,
+from docs_runner import (REPO, SMALL, PASSWORD, _free_port, blocks, environment, problems, run_block, scratch_dir,
                          shell_blocks, with_small_settings)
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -104,7 +104,7 @@ def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tm
     app = subprocess.Popen(["bash", "-c", f"exec {serve} --port {port}"], cwd=work, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        client = _connect(Client, f"http://127.0.0.1:{port}/", ("alice", USERS.split(": ")[1].strip()), app)
+        client = _connect(Client, f"http://127.0.0.1:{port}/", ("alice", PASSWORD), app)
         labelled = 0
         while (item := client.predict(api_name="/next_item")) is not None and labelled < 6:
             ranks = {cid: r + 1 for r, cid in enumerate(item["candidate_ids"])}
