@@ -13,9 +13,11 @@ class PolicyAndValue(nn.Module):
     """``forward`` returns (logits, values) for a batch of query+response tokens.
 
     value_model 'shared': a value head on the policy's last hidden state, zero-initialised so the
-    first value estimates are 0 and cannot disturb the policy through the shared trunk.
-    value_model 'separate': a critic (sequence classifier initialised from the reward model) whose
-    score head is applied at every position, as TRL's PPOv2Trainer.
+    first value estimates are 0. The trunk is shared: the value loss's gradient (weighted by vf_coef)
+    reaches the policy's weights as soon as the head's weights are non-zero, i.e. from the second
+    optimizer step on (the first one, through a zero head, only trains the head).
+    value_model 'separate': a critic (sequence classifier initialised from the reward model, see
+    ``normalised_critic``) whose score head is applied at every position, as TRL's PPOv2Trainer.
     """
 
     def __init__(self, policy: PreTrainedModel, critic: PreTrainedModel | None = None):
@@ -40,6 +42,27 @@ class PolicyAndValue(nn.Module):
                            use_cache=False).last_hidden_state
             values = self.critic.score(hidden)
         return out.logits, values.squeeze(-1).float()
+
+
+def normalised_critic(critic: PreTrainedModel, mean: float, std: float) -> PreTrainedModel:
+    """Fold the reward normalisation ``(raw - mean) / std`` into the critic's score head, in place.
+
+    PPO's rewards are the reward model's *normalised* scores; a critic copied from the raw reward
+    model would start off by ``mean`` and ``std`` (e.g. -0.50 and 2.80) and, with value clipping
+    (``cliprange_value`` per step), take many steps to catch up. The head becomes a Linear with a
+    bias (GPT-2's score head has none): weight / std, bias (bias - mean) / std.
+    """
+    head = critic.score
+    folded = nn.Linear(head.in_features, head.out_features, bias=True, device=head.weight.device,
+                       dtype=head.weight.dtype)
+    with torch.no_grad():
+        folded.weight.copy_(head.weight / std)
+        bias = head.bias if head.bias is not None else torch.zeros_like(folded.bias)
+        folded.bias.copy_((bias - mean) / std)
+    folded.weight.requires_grad_(head.weight.requires_grad)
+    folded.bias.requires_grad_(head.weight.requires_grad)
+    critic.score = folded
+    return critic
 
 
 def response_outputs(model: nn.Module, query_responses: torch.Tensor, attention_mask: torch.Tensor,

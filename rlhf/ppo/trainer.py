@@ -36,7 +36,10 @@ from rlhf.sampling import SamplingConfig, concat, join, sample_batches
 from rlhf.tasks.gold import gold_reward
 
 # Options that change what is logged or saved, not the training itself: a resumed run may change them.
-BOOKKEEPING = ("log_every", "sample_table_every", "num_sample_rows", "checkpoint_every", "report_to", "total_episodes")
+BOOKKEEPING = ("log_every", "sample_table_every", "num_sample_rows", "checkpoint_every", "report_to")
+# Learning-rate schedules whose values do not depend on the number of PPO steps: only under these may a
+# resumed run change total_episodes (train longer or shorter) without changing the learning rates so far.
+LENGTH_FREE_SCHEDULES = ("constant", "constant_with_warmup")
 
 
 class PPODivergedError(ConfigError):
@@ -286,6 +289,9 @@ class PPOTrainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "kl_ctl": self.kl_ctl.state_dict(),
+            # fp16 only: the loss scale and its growth tracker (a fresh scaler restarts at 2**16 and
+            # would skip steps on overflow until it has backed off again).
+            "scaler": self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None,
             "config": {k: v for k, v in vars(self.cfg).items() if k not in BOOKKEEPING},
         }
 
@@ -293,13 +299,21 @@ class PPOTrainer:
         save_checkpoint(self.work_dir, self._state(), self.accelerator)
 
     def resume(self) -> bool:
-        """Load the last checkpoint (model, optimizer, scheduler, KL controller, RNG); False if none."""
+        """Load the last checkpoint (model, optimizer, scheduler, KL controller, fp16 loss scaler, RNG);
+        False if none."""
         loaded = load_checkpoint(self.work_dir, self.accelerator.process_index, self.accelerator.num_processes)
         if loaded is None:
             return False
         state, rng = loaded
         ours = {k: v for k, v in vars(self.cfg).items() if k not in BOOKKEEPING}
         changed = sorted(k for k in ours if state["config"].get(k) != ours[k])
+        if changed == ["total_episodes"] and self.cfg.lr_scheduler_type not in LENGTH_FREE_SCHEDULES:
+            raise ConfigError(
+                f"checkpoint in {self.work_dir} was made with ppo.total_episodes={state['config']['total_episodes']}, "
+                f"which sets the length of the {self.cfg.lr_scheduler_type} learning-rate schedule; restore it to "
+                "resume (or use lr_scheduler_type=constant to change the length), or set resume=false to start over"
+            )
+        changed = [k for k in changed if k != "total_episodes" or self.cfg.lr_scheduler_type not in LENGTH_FREE_SCHEDULES]
         if changed:
             raise ConfigError(
                 f"checkpoint in {self.work_dir} was made with different ppo options ({', '.join('ppo.' + k for k in changed)}); "
@@ -309,6 +323,8 @@ class PPOTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
+        if self.accelerator.scaler is not None and state.get("scaler"):
+            self.accelerator.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
         set_rng_state(rng)
         return True
