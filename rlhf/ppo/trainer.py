@@ -129,9 +129,10 @@ class PPOTrainer:
     # ------------------------------------------------------------------------------------------
     # 1-2. Rollout and scoring.
 
-    def _forward(self, model: torch.nn.Module, query_responses, attention_mask, context_length):
+    def _forward(self, model: torch.nn.Module, query_responses, attention_mask, context_length, entropy=True):
         with self.accelerator.autocast():
-            return response_outputs(model, query_responses, attention_mask, context_length, self.cfg.temperature)
+            return response_outputs(model, query_responses, attention_mask, context_length, self.cfg.temperature,
+                                    entropy)
 
     def _ref_logprobs(self, unwrapped: PolicyAndValue, query_responses, attention_mask, context_length):
         def ref_forward(model):
@@ -163,16 +164,17 @@ class PPOTrainer:
         timings["time/rollout"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("lp", "ent", "val", "ref", "score")}
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("lp", "val", "ref", "score")}
         for lo in range(0, len(prompts), cfg.forward_batch_size):
             chunk = slice(lo, lo + cfg.forward_batch_size)
             query_responses, attention_mask = sampled.query_responses[chunk], sampled.attention_mask[chunk]
-            logprobs, entropy, values = self._forward(unwrapped, query_responses, attention_mask, context_length)
+            logprobs, _, values = self._forward(unwrapped, query_responses, attention_mask, context_length, entropy=False)
             ref_logprobs = self._ref_logprobs(unwrapped, query_responses, attention_mask, context_length)
-            scores = self.reward_model.score([join(p, r) for p, r in zip(sampled.prompts[chunk], sampled.texts[chunk])])
-            for key, value in zip(parts, (logprobs, entropy, values, ref_logprobs, scores.to(acc.device))):
+            scores = self.reward_model.score([join(p, r) for p, r in zip(sampled.prompts[chunk], sampled.texts[chunk])],
+                                             batch_size=cfg.forward_batch_size)
+            for key, value in zip(parts, (logprobs, values, ref_logprobs, scores.to(acc.device))):
                 parts[key].append(value)
-        logprobs, entropy, values, ref_logprobs, scores = (torch.cat(v) for v in parts.values())
+        logprobs, values, ref_logprobs, scores = (torch.cat(v) for v in parts.values())
         qr, am, responses, mask, texts = (sampled.query_responses, sampled.attention_mask, sampled.responses,
                                           sampled.mask, sampled.texts)
         mask = mask.float()
