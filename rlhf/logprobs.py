@@ -129,9 +129,11 @@ def response_logits(
 ) -> torch.Tensor:
     """``[batch, response_len, vocab]`` float32 logits / temperature predicting ``input_ids[:, response_start:]``."""
     _check(response_start, temperature)  # before the forward pass
+    # logits_to_keep: the LM head only on the columns that predict response tokens (+ the last one),
+    # not on the prompt's: the same numbers for less work.
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                use_cache=False)
-    return response_slice(out.logits, response_start, temperature)
+                use_cache=False, logits_to_keep=input_ids.shape[1] - response_start + 1)
+    return response_slice(out.logits, 1, temperature)
 
 
 def response_logprobs(

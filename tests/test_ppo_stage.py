@@ -57,7 +57,11 @@ def test_ppo_raises_gold_reward_with_bounded_kl(tmp_path, sft_artifact, reward_f
     assert after - before > MIN_GOLD_GAIN
     history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]
     assert len(history) == config.total_episodes // config.rollout_batch_size
-    assert all(0 <= row["objective/kl"] < MAX_KL for row in history[1:])
+    # Step 1 samples from the reference itself: the k1 estimate is exactly 0. After that it is a batch
+    # mean of log pi/ref on sampled tokens: unbiased, but slightly negative by chance while the true KL
+    # is still ~0.01 (step 2 logged -0.02 once), so only a clearly negative value is a bug.
+    assert history[0]["objective/kl"] == pytest.approx(0.0, abs=1e-6)
+    assert all(-0.1 < row["objective/kl"] < MAX_KL for row in history[1:])
     assert history[-1]["objective/scores"] > history[0]["objective/scores"]
     assert artifact.metrics["eval/score"] > artifact.metrics["eval/score_initial"]
     assert not (artifact.path / "adapter_config.json").exists()  # a plain policy, loadable as any causal LM

@@ -1,5 +1,6 @@
-"""PPOTrainer pieces on a tiny random GPT-2 (no reward model needed): value alignment, gradient
-accumulation invariant to the micro-batch split, and the learning-rate schedule per PPO step."""
+"""PPOTrainer pieces on a tiny random GPT-2 (no reward model needed): value alignment, the critic's
+initial scale, gradient accumulation invariant to the micro-batch split, the learning-rate schedule
+per PPO step and across a resume, and the fp16 loss scaler in checkpoints."""
 
 from __future__ import annotations
 
@@ -8,21 +9,26 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
+from rlhf.config import ConfigError
 from rlhf.ppo.config import PPOConfig
-from rlhf.ppo.modeling import PolicyAndValue, response_outputs
+from rlhf.ppo.modeling import PolicyAndValue, normalised_critic, response_outputs
 from rlhf.ppo.rollout import Rollout
 from rlhf.ppo.trainer import PPOTrainer
 
 PAD, EOS, VOCAB, CONTEXT, RESPONSE = 0, 1, 20, 3, 5
 
 
+def tiny_gpt2_config(**kwargs) -> GPT2Config:
+    return GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # as set_dropout(0) in PPO
+                      eos_token_id=EOS, pad_token_id=PAD, bos_token_id=EOS, **kwargs)
+
+
 def tiny_policy() -> GPT2LMHeadModel:
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=16, n_layer=1, n_head=2,
-                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # as set_dropout(0) in PPO
-                                      eos_token_id=EOS, pad_token_id=PAD, bos_token_id=EOS))
+    return GPT2LMHeadModel(tiny_gpt2_config())
 
 
 def tiny_trainer(tmp_path, **cfg) -> PPOTrainer:
@@ -106,3 +112,67 @@ def test_learning_rate_follows_the_schedule_once_per_ppo_step(tmp_path):
     assert [round(h["lr"], 12) for h in history] == [round(x, 12) for x in schedule[1:]]
     # Both optimizer steps of PPO step k use the lr after k - 1 scheduler steps.
     assert [round(lr, 12) for _, lr in seen] == [round(x, 12) for x in schedule[:5] for _ in range(2)]
+
+
+def test_separate_critic_starts_at_the_normalised_reward_scores():
+    torch.manual_seed(1)
+    reward_model = GPT2ForSequenceClassification(tiny_gpt2_config(num_labels=1)).eval()
+    torch.nn.init.normal_(reward_model.score.weight)  # scores spread over a few units, like a trained head
+    mean, std = -0.5, 2.8  # the demo reward model's normalisation
+    model = PolicyAndValue(tiny_policy(), normalised_critic(copy.deepcopy(reward_model), mean, std))
+    ids = torch.randint(2, VOCAB, (3, 6), generator=torch.Generator().manual_seed(2))  # no pad: score at the end
+    with torch.no_grad():
+        raw = reward_model(input_ids=ids).logits[:, 0]
+        _, values = model(ids, torch.ones_like(ids))
+    assert raw.std() > 0.1 and (raw.mean() - mean).abs() > 0.1  # raw and normalised scales differ here
+    torch.testing.assert_close(values[:, -1], (raw - mean) / std, atol=1e-5, rtol=1e-5)
+    assert model.critic.score.weight.requires_grad and model.critic.score.bias.requires_grad
+
+
+def test_resume_keeps_the_learning_rate_schedule_and_refuses_a_changed_length(tmp_path):
+    options = dict(total_episodes=20, lr_scheduler_type="linear", warmup_steps=1, checkpoint_every=1)
+    batch = fake_rollout()
+
+    def trainer(work_dir=tmp_path / "resumed", **cfg):
+        t = tiny_trainer(work_dir, **{**options, **cfg})
+        t.rollout = lambda step: (batch, {"objective/kl": 0.0}, [], {})
+        return t
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_2(step, _):
+        if step == 2:
+            raise Killed
+
+    straight = [h["lr"] for h in trainer(tmp_path / "straight").train()]
+    with pytest.raises(Killed):
+        trainer().train(resume=True, on_step_end=kill_at_2)
+    with pytest.raises(ConfigError, match=r"ppo.total_episodes=20, which sets the length of the linear"):
+        trainer(total_episodes=40).train(resume=True)
+    resumed = trainer()
+    history = resumed.train(resume=True)
+    assert [h["step"] for h in history] == [3, 4, 5]
+    assert [h["lr"] for h in history] == pytest.approx(straight[2:], abs=1e-12)
+
+
+def test_constant_schedule_may_change_its_length_on_resume(tmp_path):
+    first = tiny_trainer(tmp_path, lr_scheduler_type="constant")
+    first.save()
+    longer = tiny_trainer(tmp_path, lr_scheduler_type="constant", total_episodes=8)
+    assert longer.resume()
+    assert longer.scheduler.get_last_lr() == first.scheduler.get_last_lr()
+
+
+def test_fp16_loss_scaler_state_is_checkpointed(tmp_path):
+    # accelerate creates a GradScaler under fp16 (GPU only); a CPU GradScaler stands in for it here.
+    trained = tiny_trainer(tmp_path)
+    trained.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=7)
+    trained.accelerator.scaler.scale(torch.ones(()))  # materialise the scale, then back off as after overflows
+    trained.accelerator.scaler.update(new_scale=2.0**9)
+    trained.save()
+    resumed = tiny_trainer(tmp_path)
+    resumed.accelerator.scaler = torch.amp.GradScaler("cpu")
+    assert resumed.resume()
+    assert resumed.accelerator.scaler.get_scale() == 2.0**9
+    assert resumed.accelerator.scaler.state_dict() == trained.accelerator.scaler.state_dict()

@@ -39,7 +39,9 @@ class PPOConfig:
     lr_scheduler_type: Literal[tuple(s.value for s in SchedulerType)] = option(  # type: ignore[valid-type]
         "linear", "transformers scheduler name over the PPO steps: linear (anneal to 0, CleanRL "
         "anneal_lr), constant, cosine")
-    warmup_steps: int = option(0, "scheduler warmup in PPO steps (the schedule advances once per PPO step, not per optimizer step)")
+    warmup_steps: int = option(
+        0, "learning-rate warmup, counted in PPO steps (rollouts), not optimizer steps or episodes: the "
+        "schedule advances once per PPO step, after its update")
     weight_decay: float = option(0.0, "AdamW weight decay")
     adam_eps: float = option(1e-5, "AdamW epsilon (CleanRL/OpenAI baselines use 1e-5)")
     max_grad_norm: float = option(1.0, "clip the global gradient norm (CleanRL 0.5, TRL 1.0)")
@@ -56,8 +58,10 @@ class PPOConfig:
         "eos", "'eos': a response ends at the first EOS and is padded after it; null: always "
         "response_length tokens (TRL stop_token)")
     missing_eos_penalty: float | None = option(
-        None, "subtract this from the score of responses with no EOS, discouraging rambling "
-        "(TRL missing_eos_penalty; Huang et al. 2023 'EOS trick'); null = off")
+        None, "subtract this from the score of responses with no EOS (truncated at response_length). "
+        "The reward model appends EOS to every text, so a truncated response is scored as if finished; "
+        "this is the only thing that discourages truncation (OpenAI's lm-human-preferences set such scores to -1; "
+        "Huang et al. 2023 'EOS trick'; TRL missing_eos_penalty); null = off")
     # --- reward shaping and KL ----------------------------------------------------------------
     kl_coef: float = option(0.05, "beta: per-token reward -= beta * KL(policy || reference) (Ziegler et al. 2019)")
     kl_estimator: Literal["k1", "k3"] = option(
@@ -67,7 +71,8 @@ class PPOConfig:
     kl_target: float = option(6.0, "adaptive KL: target sequence KL in nats (Ziegler et al.: 6)")
     kl_horizon: int = option(10000, "adaptive KL: horizon in episodes (Ziegler et al.: 10000)")
     whiten_rewards: bool = option(
-        False, "scale per-token rewards to unit variance (no mean shift) before GAE (TRL whiten_rewards)")
+        False, "before GAE, scale the per-token rewards' deviations from their batch mean to unit variance, "
+        "keeping the mean: (r - mean) / std + mean (TRL whiten_rewards)")
     # --- PPO ----------------------------------------------------------------------------------
     gamma: float = option(1.0, "discount; 1.0 because the score arrives only at the last token (TRL gamma)")
     lam: float = option(0.95, "GAE lambda (Schulman et al. 2016; TRL lam)")
@@ -75,12 +80,13 @@ class PPOConfig:
     cliprange_value: float = option(0.2, "value clip around the rollout values (TRL cliprange_value)")
     vf_coef: float = option(0.1, "value loss weight in loss = pg_loss + vf_coef * vf_loss (TRL vf_coef)")
     target_kl: float | None = option(
-        None, "stop this step's epochs early once the mean approx-KL between the new and the rollout "
-        "policy exceeds it (CleanRL target_kl); null = never")
+        None, "stop this step's epochs early once an epoch's mean policy/approxkl (k2 = 0.5 * (log new/old)^2, "
+        "a biased estimate of KL(rollout || current policy)) exceeds it (CleanRL target_kl); null = never")
     value_model: Literal["shared", "separate"] = option(
         "shared", "'shared': a zero-initialised value head on the policy trunk (one forward gives "
-        "logits and values); 'separate': a critic initialised from the reward model (TRL's default, "
-        + REFS + ")")
+        "logits and values; the value loss trains the trunk too, weighted by vf_coef); 'separate': a "
+        "critic initialised from the reward model with its score normalisation folded into the head, so "
+        "its first values are on the reward's normalised scale (TRL's default, " + REFS + ")")
     # --- bookkeeping --------------------------------------------------------------------------
     seed: int = option(0, "seed; rollout sampling at step s on process r is seeded from (seed, s, r): ranks differ, resumes repeat")
     # Logging and checkpointing do not change the trained policy: outside the config hash.

@@ -22,9 +22,12 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: fl
            stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """(x - mean) / std over the real tokens; masked positions come back as 0.
 
-    ``shift_mean=False`` only rescales (used for rewards: shifting them would change the optimal
-    policy's preference for longer/shorter responses). ``stats`` = (mean, var) computed elsewhere,
-    e.g. over all processes, so the result does not depend on how the batch was split.
+    ``shift_mean=False`` keeps the mean: (x - mean) / std + mean, i.e. the deviations from the mean
+    are scaled to unit variance and the mean is added back (TRL's ``whiten(shift_mean=False)``, used
+    for rewards: moving their mean to 0 would change the per-token reward every extra token earns,
+    hence the policy's preference for longer/shorter responses). Not a pure rescaling x / std.
+    ``stats`` = (mean, var) computed elsewhere, e.g. over all processes, so the result does not
+    depend on how the batch was split.
     """
     mean, var = stats if stats is not None else (masked_mean(x, mask), masked_var(x, mask))
     out = (x - mean) * torch.rsqrt(var + eps)
@@ -103,8 +106,10 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
                 mask: torch.Tensor, cliprange: float, num_tokens: torch.Tensor | None = None) -> LossStats:
     """PPO's clipped surrogate (to minimise), averaged over real tokens (see ``token_mean``).
 
-    approxkl = 0.5 * mean((log ratio)^2), the k2 estimate of KL(old || new) that CleanRL/TRL log;
-    it and clipfrac are means over this micro-batch's tokens.
+    approxkl = 0.5 * mean((log ratio)^2) with ratio = new / old on tokens sampled from the rollout
+    (old) policy: Schulman's k2 estimator of KL(old || new), low-variance but biased (exact only to
+    second order in the log-ratio), as CleanRL/TRL log it. It and clipfrac are means over this
+    micro-batch's tokens (not the minibatch's).
     """
     log_ratio = (logprobs - old_logprobs) * mask  # padding: ratio 1, never inf * 0
     ratio = torch.exp(log_ratio)

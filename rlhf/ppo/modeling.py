@@ -6,16 +6,18 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from rlhf.logprobs import logprobs_from_logits, position_ids
+from rlhf.logprobs import entropy_from_logits, gather_logprobs, position_ids, response_slice
 
 
 class PolicyAndValue(nn.Module):
     """``forward`` returns (logits, values) for a batch of query+response tokens.
 
     value_model 'shared': a value head on the policy's last hidden state, zero-initialised so the
-    first value estimates are 0 and cannot disturb the policy through the shared trunk.
-    value_model 'separate': a critic (sequence classifier initialised from the reward model) whose
-    score head is applied at every position, as TRL's PPOv2Trainer.
+    first value estimates are 0. The trunk is shared: the value loss's gradient (weighted by vf_coef)
+    reaches the policy's weights as soon as the head's weights are non-zero, i.e. from the second
+    optimizer step on (the first one, through a zero head, only trains the head).
+    value_model 'separate': a critic (sequence classifier initialised from the reward model, see
+    ``normalised_critic``) whose score head is applied at every position, as TRL's PPOv2Trainer.
     """
 
     def __init__(self, policy: PreTrainedModel, critic: PreTrainedModel | None = None):
@@ -27,27 +29,61 @@ class PolicyAndValue(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                keep_last: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and values at every column, or at the last ``keep_last`` columns only (0 = all): the
+        LM head (vocab-wide) and the value head then skip the prompt's columns."""
         positions = position_ids(attention_mask)
         shared = self.critic is None
         out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                          output_hidden_states=shared, use_cache=False)
+                          output_hidden_states=shared, use_cache=False, logits_to_keep=keep_last)
         if shared:
-            values = self.value_head(out.hidden_states[-1])
+            hidden = out.hidden_states[-1]
         else:
             trunk = getattr(self.critic, self.critic.base_model_prefix)
             hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                            use_cache=False).last_hidden_state
-            values = self.critic.score(hidden)
-        return out.logits, values.squeeze(-1).float()
+        head = self.value_head if shared else self.critic.score
+        return out.logits, head(hidden[:, -keep_last:]).squeeze(-1).float()
+
+
+def normalised_critic(critic: PreTrainedModel, mean: float, std: float) -> PreTrainedModel:
+    """Fold the reward normalisation ``(raw - mean) / std`` into the critic's score head, in place.
+
+    PPO's rewards are the reward model's *normalised* scores; a critic copied from the raw reward
+    model would start off by ``mean`` and ``std`` (e.g. -0.50 and 2.80) and, with value clipping
+    (``cliprange_value`` per step), take many steps to catch up. The head becomes a Linear with a
+    bias (GPT-2's score head has none): weight / std, bias (bias - mean) / std.
+    """
+    head = critic.score
+    folded = nn.Linear(head.in_features, head.out_features, bias=True, device=head.weight.device,
+                       dtype=head.weight.dtype)
+    with torch.no_grad():
+        folded.weight.copy_(head.weight / std)
+        bias = head.bias if head.bias is not None else torch.zeros_like(folded.bias)
+        folded.bias.copy_((bias - mean) / std)
+    folded.weight.requires_grad_(head.weight.requires_grad)
+    folded.bias.requires_grad_(head.weight.requires_grad)
+    critic.score = folded
+    return critic
 
 
 def response_outputs(model: nn.Module, query_responses: torch.Tensor, attention_mask: torch.Tensor,
-                     context_length: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     context_length: int, temperature: float,
+                     entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """(logprobs, entropy, values), each ``[batch, response_len]``, from one forward of a PolicyAndValue
     (or its DDP wrapper). ``values[:, t]`` is the value of the state before response token t: the
     output at the column whose logits predict token t, which has seen the prompt and tokens < t only.
+
+    Only the response's columns go through the heads. The entropy is for logging: computed without
+    gradient (it is not in the loss), and skipped with ``entropy=False`` (None).
     """
-    logits, values = model(query_responses, attention_mask)
-    logprobs, entropy = logprobs_from_logits(logits, query_responses[:, context_length:], context_length, temperature)
-    return logprobs, entropy, values[:, context_length - 1 : -1]
+    keep = query_responses.shape[1] - context_length + 1  # the columns predicting response tokens, + the last
+    logits, values = model(query_responses, attention_mask, keep)
+    logits = response_slice(logits, 1, temperature)
+    logprobs = gather_logprobs(logits, query_responses[:, context_length:])
+    ent = None
+    if entropy:
+        with torch.no_grad():
+            ent = entropy_from_logits(logits)
+    return logprobs, ent, values[:, :-1]

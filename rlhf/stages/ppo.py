@@ -13,6 +13,7 @@ from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model, set_dropout
 from rlhf.policies import POLICY_KINDS
 from rlhf.ppo.config import PPOConfig
+from rlhf.ppo.modeling import normalised_critic
 from rlhf.ppo.tracking import HISTORY_FILE, SAMPLES_FILE
 from rlhf.ppo.trainer import PPOTrainer
 from rlhf.reward_model import RewardModel
@@ -61,6 +62,10 @@ def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
             raise ConfigError("value_model=separate initialises the critic from the reward model, whose tokenizer "
                               "differs from the policy's; use value_model=shared")
         critic = load_sequence_classifier(inputs["reward_model"].path, is_trainable=True)
+        if hasattr(critic, "merge_and_unload"):  # a LoRA reward artifact: the critic trains all its weights
+            critic = critic.merge_and_unload().requires_grad_(True)
+        # Rewards are normalised scores: start the critic on that scale, not the raw one.
+        critic = normalised_critic(critic, reward_model.mean, reward_model.std)
     # Dropout off everywhere (Huang et al. 2023): the rollout log-probs must equal the first epoch's.
     for model in (policy, ref_policy, reward_model.model, critic):
         if model is not None:
