@@ -122,6 +122,8 @@ def test_gold_items_are_never_assigned_or_counted_incomplete(tmp_path):
     assert [r["item_id"] for r in store.incomplete_items()] == ["i1"]
     assert [x["item_id"] for x in store.live_leases()] == ["i1"]
     assert store.release("a") == 1 and store.next_item("b").item_id == "i1"
+    store.submit("b", "i1", {"i1c0": 1, "i1c1": 2})
+    assert store.progress("b", 1) == {"mine": 1, "done_items": 1, "total_items": 1}  # --annotate stops here
 
 
 def _handlers(tmp_path, n=3, k=3, overlap=1, lease=120.0):

@@ -544,16 +544,18 @@ class LabelStore:
 
     def progress(self, annotator: str, overlap: int) -> dict[str, int]:
         """{"mine": items this annotator has labelled (skips included), "done_items": items with
-        ``overlap`` non-skipped labels, "total_items": all items}."""
+        ``overlap`` non-skipped labels, "total_items": all items}; gold items are not counted."""
         con = self._con()
         mine = con.execute(
             "SELECT COUNT(DISTINCT item_id) FROM labels WHERE annotator = ?", (annotator,)
         ).fetchone()[0]
+        not_gold = "NOT EXISTS (SELECT 1 FROM gold_items g WHERE g.item_id = {col})"
         done = con.execute(
             f"""SELECT COUNT(*) FROM (SELECT item_id FROM labels l WHERE skipped = 0 AND {_LATEST}
+                AND {not_gold.format(col='l.item_id')}
                 GROUP BY item_id HAVING COUNT(DISTINCT annotator) >= ?)""", (overlap,),
         ).fetchone()[0]
-        total = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        total = con.execute(f"SELECT COUNT(*) FROM items i WHERE {not_gold.format(col='i.item_id')}").fetchone()[0]
         return {"mine": mine, "done_items": done, "total_items": total}
 
     # -- drafts --------------------------------------------------------------------------------
