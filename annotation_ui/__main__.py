@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import socket
 import sys
+from pathlib import Path
 
-from annotation_ui.app import AppConfig, build_app, launch_kwargs
+from annotation_ui.app import MAX_K, AppConfig, build_app, launch_kwargs
 from annotation_ui.users import load_users
 from rlhf.resources import GUIDELINES
 from rlhf.preferences.export import candidate_items
@@ -28,6 +30,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail before anything is written when another server already listens on host:port."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like uvicorn: TIME_WAIT is not "busy"
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {host}:{port} ({exc.strerror}): is another app running there? "
+                             f"Pass --port with a free port") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m annotation_ui", description="Serve the preference annotation app.")
     p.add_argument("--candidates", help="candidates artifact directory (python -m pipelines.generate); "
@@ -42,11 +55,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="no sign-in (loopback --host only); every label is recorded as 'anonymous'")
     p.add_argument("--gold", help="JSONL of gold items for quality control: {item_id, ranks|vote} per line")
     p.add_argument("--overlap", type=int, default=1, help="distinct annotators per item")
+    p.add_argument("--lease-seconds", type=float, default=120.0,
+                   help="how long an item stays reserved for the annotator it was shown to without a heartbeat "
+                        "(the open page renews it every lease/4 s; closing the tab releases it)")
     p.add_argument("--guidelines", default=str(GUIDELINES), help="Markdown shown in the app (default: the packaged guide)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=7860)
     args = p.parse_args(argv)
 
+    # Every input is checked before the DB is created or written.
     try:
         if args.no_auth and not is_loopback(args.host):
             raise ValueError(f"--no-auth makes every visitor an admin: it only runs on a loopback --host "
@@ -58,10 +75,22 @@ def main(argv: list[str] | None = None) -> None:
                              "(or --no-auth for a local single-user session)")
         if args.overlap < 1:
             raise ValueError("--overlap must be >= 1")
-        store = LabelStore(args.db)
-        if args.candidates:
-            new = import_candidates(store, args.candidates)
-            print(f"imported {new} new item(s) from {args.candidates}")
+        if args.lease_seconds < 5:
+            raise ValueError("--lease-seconds must be >= 5 (the page renews its lease every lease/4 seconds)")
+        if args.guidelines and not Path(args.guidelines).is_file():
+            raise ValueError(f"guidelines file {args.guidelines} does not exist: fix --guidelines "
+                             "(or pass --guidelines '' for none)")
+        check_port_free(args.host, args.port)
+        items = candidate_items(args.candidates)[1] if args.candidates else []
+        too_big = [it.item_id for it in items if len(it.candidate_ids) > MAX_K]
+        if too_big:
+            raise ValueError(f"{len(too_big)} item(s) have more than {MAX_K} candidates (e.g. {too_big[0]}); "
+                             f"the app shows at most {MAX_K}: generate fewer per prompt")
+        if not items and not Path(args.db).is_file():
+            raise ValueError(f"no label DB at {args.db} and no --candidates: pass --candidates <candidates artifact>")
+        store = LabelStore(args.db, lease_seconds=args.lease_seconds, overlap=args.overlap)
+        if items:
+            print(f"imported {store.add_items(items)} new item(s) from {args.candidates}")
         if not store.items():
             raise ValueError(f"{args.db} holds no items: pass --candidates <candidates artifact>")
         if args.gold:
@@ -69,13 +98,18 @@ def main(argv: list[str] | None = None) -> None:
 
             added = quality.add_gold_items(store, quality.read_gold_file(args.gold), source="file")
             print(f"gold items: {added} from {args.gold}")
-    except Exception as exc:  # ArtifactError, ValueError: one line, no traceback
+    except Exception as exc:  # ArtifactError, ValueError, CandidatesChanged: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    config = AppConfig(overlap=args.overlap, guidelines=args.guidelines, users=users)
+    config = AppConfig(overlap=args.overlap, guidelines=args.guidelines or None, users=users,
+                       heartbeat_s=max(1.0, args.lease_seconds / 4))
     demo = build_app(store, config)
     demo.queue(default_concurrency_limit=16)
-    demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs(config))
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs(config))
+    except OSError as exc:  # the port was taken between the check and the launch
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

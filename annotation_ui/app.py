@@ -25,10 +25,10 @@ import gradio as gr
 
 from annotation_ui.users import Users
 from rlhf.preferences import quality
-from rlhf.preferences.store import Item, Label, LabelStore
+from rlhf.preferences.store import Item, Label, LabelRefused, LabelStore
 
 LETTERS = string.ascii_uppercase
-MAX_K = len(LETTERS)
+MAX_K = len(LETTERS)  # responses per item the page can show (A..Z)
 MAX_RATIONALE = 2000  # characters; enforced on the server (the text box only hints at it)
 
 
@@ -43,6 +43,7 @@ class AppConfig:
     anonymous_name: str = "anonymous"  # annotator name used only when sign-in is off
     qc: quality.QCConfig | None = field(default_factory=quality.QCConfig)  # gold items / auto-pause; None = off
     max_file_size: str = "1mb"  # Gradio's upload limit (the app itself takes no uploads)
+    heartbeat_s: float = 30.0  # the page renews its lease (or re-checks an empty queue) this often
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TaskState:
     revising: int | None = None  # label_id being revised after "back"
     back_steps: int = 0  # 0 = on a fresh task; n = n-th most recent own label
     shown_at: float = 0.0
+    last_back: str = ""  # request id of the last Back (a resent Back does not step twice)
 
 
 @dataclass
@@ -167,6 +169,8 @@ def show_item(store: LabelStore, cfg: AppConfig, state: TaskState, item: Item | 
             done = ("**Your account is paused for review** (answers on check items with known answers). "
                     "Please contact the organiser.")
         return View(state, header, status=(status + "\n\n" if status else "") + done)
+    if len(item.candidate_ids) > MAX_K:
+        raise gr.Error(f"Item {item.item_id} has {len(item.candidate_ids)} responses; the page shows at most {MAX_K}.")
     order = display_order(state.annotator, item)
     text = dict(zip(item.candidate_ids, item.candidates))
     state = replace(state, item_id=item.item_id, order=order, request_id=uuid.uuid4().hex,
@@ -206,16 +210,49 @@ def _after_submit(store: LabelStore, cfg: AppConfig, state: TaskState, saved: La
                      status=f"Saved {what} (#{saved.label_id}).")
 
 
-def _submit(store: LabelStore, cfg: AppConfig, state: TaskState, ranks: dict[str, int], *, skipped: bool,
-            flagged: bool, rationale: str, vote: str, request: gr.Request | None) -> View:
+def _bound(store: LabelStore, cfg: AppConfig, state: TaskState, page_item: str, request: gr.Request | None) -> str:
+    """The signed-in annotator, after checking the page acts on the item this session holds or revises."""
     annotator = _annotator(cfg, request)
-    if state.item_id is None or annotator != state.annotator:
-        raise gr.Error("No task is open: reload the page.")
+    if annotator != state.annotator or not page_item:
+        raise gr.Error("No task is open on this page: reload it.")
+    if page_item != (state.item_id or ""):
+        raise gr.Error(f"Not saved: this page shows item {page_item}, but your open task is "
+                       f"{state.item_id or 'none'} (an old reply?). Reload the page.")
+    return annotator
+
+
+def _submit(store: LabelStore, cfg: AppConfig, state: TaskState, page: tuple[str, str], slot_ranks: list[Any], *,
+            skipped: bool, flagged: bool, rationale: str, vote: str, request: gr.Request | None,
+            ranks: dict[str, int] | None = None) -> View:
+    """Store the action the page sent for the item it shows (``page`` = (item id, request id))."""
+    page_item, request_id = page
+    annotator = _annotator(cfg, request)
+    if request_id and page_item and store.label_by_request(request_id) is not None:
+        # A resent request (lost reply, double click): same payload -> the stored row, nothing new.
+        order = display_order(annotator, store.item(page_item))
+        ranks = ranks if ranks is not None else ranks_from_slots(replace(state, order=order), slot_ranks)
+        try:
+            saved = store.submit(annotator, page_item, {} if skipped else ranks, skipped=skipped,
+                                 flagged=bool(flagged), rationale=(rationale or "").strip(), request_id=request_id)
+        except ValueError as exc:
+            raise gr.Error(f"Not saved: {exc}") from exc
+        current = store.item(state.item_id) if state.item_id else None
+        return show_item(store, cfg, state, current, status=f"Already saved (#{saved.label_id}).")
+    _bound(store, cfg, state, page_item, request)
+    if ranks is None:
+        ranks = ranks_from_slots(state, slot_ranks)
     meta = {"vote": vote, "display_order": state.order, "seconds": round(time.time() - state.shown_at, 1),
             "source": "ui"}
     try:
-        saved = store.submit(annotator, state.item_id, ranks, skipped=skipped, flagged=bool(flagged),
-                             rationale=check_rationale(rationale), request_id=state.request_id, meta=meta)
+        saved = store.submit(annotator, page_item, ranks, skipped=skipped, flagged=bool(flagged),
+                             rationale=check_rationale(rationale), request_id=request_id or None, meta=meta,
+                             overlap=cfg.overlap)
+    except LabelRefused as exc:
+        if exc.reason in ("stale_item", "request_reused"):
+            raise gr.Error(f"Not saved: {exc}") from exc
+        # The slot went to someone else: say so and move on to the next task.
+        state = replace(state, back_steps=0)
+        return show_item(store, cfg, state, choose_item(store, cfg, annotator), status=f"Not saved: {exc}.")
     except ValueError as exc:
         raise gr.Error(str(exc)) from exc
     quality_hook(store, cfg, annotator)
@@ -223,13 +260,12 @@ def _submit(store: LabelStore, cfg: AppConfig, state: TaskState, ranks: dict[str
     return _after_submit(store, cfg, state, saved, what)
 
 
-def submit_ranking(store: LabelStore, cfg: AppConfig, state: TaskState, slot_ranks: list[Any], flagged: bool,
-                   rationale: str, request: gr.Request | None) -> View:
-    ranks = ranks_from_slots(state, slot_ranks)
+def submit_ranking(store: LabelStore, cfg: AppConfig, state: TaskState, page: tuple[str, str], slot_ranks: list[Any],
+                   flagged: bool, rationale: str, request: gr.Request | None) -> View:
     missing = [LETTERS[i] for i, v in enumerate(slot_ranks[: len(state.order)]) if v in (None, "")]
-    if state.item_id is not None and missing:
+    if state.item_id is not None and page[0] == state.item_id and missing:
         raise gr.Error(f"Give every response a rank first (missing: {', '.join(missing)}), or press Skip.")
-    return _submit(store, cfg, state, ranks, skipped=False, flagged=flagged, rationale=rationale,
+    return _submit(store, cfg, state, page, slot_ranks, skipped=False, flagged=flagged, rationale=rationale,
                    vote="ranking", request=request)
 
 
@@ -241,32 +277,58 @@ ARENA_VOTES = {  # K=2 buttons: vote -> (rank of A, rank of B)
 }
 
 
-def submit_vote(store: LabelStore, cfg: AppConfig, state: TaskState, vote: str, flagged: bool, rationale: str,
-                request: gr.Request | None) -> View:
-    if len(state.order) != 2:
+def submit_vote(store: LabelStore, cfg: AppConfig, state: TaskState, page: tuple[str, str], vote: str, flagged: bool,
+                rationale: str, request: gr.Request | None) -> View:
+    if page[0] == state.item_id and len(state.order) != 2:
         raise gr.Error("The A/B buttons are for pairs; rank the responses and press Submit.")
-    ranks = dict(zip(state.order, ARENA_VOTES[vote]))
-    return _submit(store, cfg, state, ranks, skipped=False, flagged=flagged, rationale=rationale, vote=vote,
-                   request=request)
+    order = display_order(_annotator(cfg, request), store.item(page[0])) if page[0] else state.order
+    if len(order) != 2:
+        raise gr.Error("The A/B buttons are for pairs; rank the responses and press Submit.")
+    ranks = dict(zip(order, ARENA_VOTES[vote]))
+    return _submit(store, cfg, state, page, [], skipped=False, flagged=flagged, rationale=rationale, vote=vote,
+                   request=request, ranks=ranks)
 
 
-def skip(store: LabelStore, cfg: AppConfig, state: TaskState, flagged: bool, rationale: str,
+def skip(store: LabelStore, cfg: AppConfig, state: TaskState, page: tuple[str, str], flagged: bool, rationale: str,
          request: gr.Request | None) -> View:
-    return _submit(store, cfg, state, {}, skipped=True, flagged=flagged, rationale=rationale, vote="skip",
-                   request=request)
+    return _submit(store, cfg, state, page, [], skipped=True, flagged=flagged, rationale=rationale, vote="skip",
+                   request=request, ranks={})
 
 
-def go_back(store: LabelStore, cfg: AppConfig, state: TaskState, request: gr.Request | None) -> View:
+def go_back(store: LabelStore, cfg: AppConfig, state: TaskState, page: tuple[str, str],
+            request: gr.Request | None) -> View:
     """Show this annotator's previous label for revision (a new submit supersedes it)."""
+    page_item, request_id = page
     annotator = _annotator(cfg, request)
+    if request_id and request_id == state.last_back:  # a resent Back: stay where the first one went
+        current = store.item(state.item_id) if state.item_id else None
+        return show_item(store, cfg, state, current, store.label_for(annotator, state.item_id) if state.revising
+                         and state.item_id else None)
+    if annotator != state.annotator or page_item != (state.item_id or ""):
+        raise gr.Error(f"This page shows item {page_item or 'none'}, but your open task is "
+                       f"{state.item_id or 'none'} (an old reply?). Reload the page.")
     history = store.history(annotator)
     steps = state.back_steps + 1
     if steps > len(history):
         raise gr.Error("Nothing further back to revise." if history else "You have not labelled anything yet.")
     lab = history[-steps]
-    state = replace(state, annotator=annotator, back_steps=steps)
+    state = replace(state, annotator=annotator, back_steps=steps, last_back=request_id)
     return show_item(store, cfg, state, store.item(lab.item_id), lab,
                      f"Revising label #{lab.label_id} ({steps} back). Submit saves a new revision; the old row is kept.")
+
+
+def heartbeat(store: LabelStore, cfg: AppConfig, state: TaskState, request: gr.Request | None) -> View | None:
+    """Timer tick: renew the lease on the open task, or re-check an empty queue. None = nothing to change."""
+    if not state.annotator:
+        return None
+    if state.item_id is None:
+        item = choose_item(store, cfg, state.annotator)
+        return None if item is None else show_item(store, cfg, state, item, status="New items are available.")
+    if (state.revising is None and not quality.is_gold(store, state.item_id)  # gold items hold no slot
+            and not store.renew(state.annotator, state.item_id, cfg.overlap)):
+        return show_item(store, cfg, replace(state, back_steps=0), choose_item(store, cfg, state.annotator),
+                         status=f"Item {state.item_id} was handed to another annotator while this page was idle.")
+    return None
 
 
 def save_draft(store: LabelStore, cfg: AppConfig, state: TaskState, slot_ranks: list[Any], flagged: bool,
@@ -287,7 +349,9 @@ def api_submit(store: LabelStore, cfg: AppConfig, item_id: str, ranks: dict, ski
     try:
         lab = store.submit(annotator, item_id, {str(k): v for k, v in (ranks or {}).items()}, skipped=bool(skipped),
                            flagged=bool(flagged), rationale=check_rationale(rationale), request_id=request_id or None,
-                           meta={"source": "api"})
+                           meta={"source": "api"}, overlap=cfg.overlap)
+    except LabelRefused as exc:
+        raise gr.Error(f"refused ({exc.reason}): {exc}") from exc
     except (ValueError, KeyError) as exc:
         raise gr.Error(str(exc).strip("'\"")) from exc
     quality_hook(store, cfg, annotator)
@@ -312,7 +376,7 @@ def admin_html(store: LabelStore, overlap: int) -> str:
     """The admin report as escaped HTML (annotator and model text shown literally, never rendered)."""
     from annotation_ui.admin import report_html
 
-    return report_html(store, overlap)
+    return report_html(store, overlap) + assignment_html(store, overlap)
 
 
 def admin_mark_gold(store: LabelStore, item_id: str, answer: str, admin: str) -> str:
@@ -335,6 +399,28 @@ def admin_unpause(store: LabelStore, annotator: str, admin: str) -> str:
     return f"Unpaused {annotator}; their earlier check answers no longer count toward a pause."
 
 
+def assignment_html(store: LabelStore, overlap: int, limit: int = 50) -> str:
+    """Items still short of ``overlap`` rankings and the live leases, as escaped HTML tables."""
+    short = store.incomplete_items(overlap)
+    leases = store.live_leases()
+    cell = lambda value: f"<td>{html.escape(str(value))}</td>"  # noqa: E731
+    parts = [f"<h3>Incomplete items: {len(short)}</h3>"]
+    if short:
+        parts.append("<table><tr><th>item</th><th>ranked</th><th>leased now</th><th>skipped by</th></tr>")
+        parts += ["<tr>" + "".join(cell(v) for v in (r["item_id"], f"{r['ranked']} / {overlap}", r["leased"], r["skipped"]))
+                  + "</tr>" for r in short[:limit]]
+        parts.append("</table>")
+        if len(short) > limit:
+            parts.append(f"<p>... and {len(short) - limit} more.</p>")
+    parts.append(f"<h3>Live leases: {len(leases)}</h3>")
+    if leases:
+        parts.append("<table><tr><th>annotator</th><th>item</th><th>expires in</th></tr>")
+        parts += [f"<tr>{cell(x['annotator'])}{cell(x['item_id'])}{cell(str(x['seconds_left']) + ' s')}</tr>"
+                  for x in leases[:limit]]
+        parts.append("</table>")
+    return "\n".join(parts)
+
+
 # ------------------------------------------------------------------------------------------------
 # Layout.
 
@@ -354,7 +440,8 @@ CSS = """
 
 # Keyboard shortcuts. Pairs (K=2): 1 = A better, 2 = B better, t = tie, b = both bad.
 # K>2: type each response's rank in display order (A, B, C, ...), then Enter submits.
-# Always: s = skip, f = toggle flag, Backspace/ArrowLeft = back. Ignored while typing in a text field.
+# Backspace steps back to the previous response (to retype a rank); it never means "Back", which is
+# ArrowLeft. Always: s = skip, f = toggle flag. Ignored while a text field or other input has focus.
 SHORTCUTS_JS = """
 <script>
 (() => {
@@ -368,7 +455,8 @@ SHORTCUTS_JS = """
   document.addEventListener('keydown', (ev) => {
     const t = ev.target;
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    if (t && (t.tagName === 'TEXTAREA' || (t.tagName === 'INPUT' && !['radio', 'checkbox'].includes(t.type)))) return;
+    if (t && (t.isContentEditable || ['TEXTAREA', 'SELECT'].includes(t.tagName) ||
+              (t.tagName === 'INPUT' && !['radio', 'checkbox', 'button'].includes(t.type)))) return;
     const m = meta();
     if (!m) return;
     const k = parseInt(m.dataset.k || '0');
@@ -386,7 +474,8 @@ SHORTCUTS_JS = """
     else if (key === 'enter') handled = click('submit-btn');
     else if (key === 's') handled = click('skip-btn');
     else if (key === 'f') { const cb = $('#flag-box input[type=checkbox]'); if (cb) { cb.click(); handled = true; } }
-    else if (key === 'backspace' || key === 'arrowleft') handled = click('back-btn');
+    else if (key === 'backspace') { if (k > 2) { cursor = (cursor + k - 1) % k; } handled = true; }
+    else if (key === 'arrowleft') handled = click('back-btn');
     if (handled) { ev.preventDefault(); markCursor(k); }
   });
 })();
@@ -395,9 +484,11 @@ SHORTCUTS_JS = """
 
 
 def _guidelines_text(cfg: AppConfig) -> str:
-    if cfg.guidelines and Path(cfg.guidelines).is_file():
-        return Path(cfg.guidelines).read_text()
-    return "*No guidelines file configured (pass --guidelines docs/annotation_guidelines.md).*"
+    if not cfg.guidelines:
+        return "*No guidelines file configured (pass --guidelines docs/annotation_guidelines.md).*"
+    if not Path(cfg.guidelines).is_file():  # the CLI refuses this; say so rather than "not configured"
+        return f"*The guidelines file `{escape_text(Path(cfg.guidelines).name)}` is missing on the server: tell your admin.*"
+    return Path(cfg.guidelines).read_text()
 
 
 @dataclass
@@ -417,16 +508,23 @@ class UI:
     submit_btn: Any
     admin_tab: Any
     admin_md: Any  # a gr.HTML of escaped text (the name is kept for callers)
+    item_box: Any  # hidden: the id of the item the page shows, sent back with every action
+    request_box: Any  # hidden: the request id of the shown task (a resent action reuses it)
 
     def task_outputs(self) -> list[Any]:
         return [self.state, self.header, self.prompt, *self.cands, *self.cand_cols, *self.ranks,
-                self.arena_row, self.flag, self.rationale, self.status, self.submit_btn]
+                self.arena_row, self.flag, self.rationale, self.status, self.submit_btn, self.item_box,
+                self.request_box]
 
 
-def _render(ui: UI, view: View) -> dict[Any, Any]:
+def _render(ui: UI, view: View | None) -> dict[Any, Any]:
+    if view is None:
+        return {}  # nothing changes (e.g. a heartbeat that only renewed the lease)
     k = len(view.candidates)
     out: dict[Any, Any] = {
         ui.state: view.state,
+        ui.item_box: view.state.item_id or "",
+        ui.request_box: view.state.request_id,
         ui.header: view.header,
         ui.prompt: gr.update(value=view.prompt_html, visible=k > 0),
         ui.arena_row: gr.update(visible=k == 2),
@@ -447,7 +545,10 @@ def _render(ui: UI, view: View) -> dict[Any, Any]:
 def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
     """Lay out the annotation app and wire its events (launch it with ``launch_kwargs(config)``)."""
     cfg = config
-    max_k = min(MAX_K, max([len(i.candidate_ids) for i in store.items()] or [2]))
+    max_k = max([len(i.candidate_ids) for i in store.items()] or [2])
+    if max_k > MAX_K:
+        raise ValueError(f"an item has {max_k} candidates; the app shows at most {MAX_K} (A..Z): "
+                         "generate fewer candidates per prompt")
     with gr.Blocks(title=cfg.title) as demo:
         state = gr.State(TaskState())
         gr.Markdown(f"## {escape_text(cfg.title)}")
@@ -475,13 +576,16 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
                     rationale = gr.Textbox(label="Rationale (optional)", lines=2, scale=3, elem_id="rationale",
                                            max_length=MAX_RATIONALE)
                 with gr.Row():
-                    back_btn = gr.Button("Back  [Backspace]", elem_id="back-btn")
+                    back_btn = gr.Button("Back  [←]", elem_id="back-btn")
                     skip_btn = gr.Button("Skip  [s]", elem_id="skip-btn")
                     submit_btn = gr.Button("Submit ranking  [Enter]", variant="primary", elem_id="submit-btn")
                 status = gr.Markdown(elem_id="status")
+                item_box = gr.Textbox(visible=False, elem_id="item-id")
+                request_box = gr.Textbox(visible=False, elem_id="request-id")
                 gr.Markdown(
                     "Keys: pairs `1` A better · `2` B better · `t` tie · `b` both bad; more responses: type each "
-                    "rank in order A, B, C… then `Enter`; always `s` skip · `f` flag · `Backspace` back.",
+                    "rank in order A, B, C… (`Backspace` undoes the last one) then `Enter`; always `s` skip · `f` flag · "
+                    "`←` back. Keys do nothing while a text field has focus.",
                     elem_classes=["kbd-help"],
                 )
             with gr.Tab("Admin", visible=False) as admin_tab:
@@ -503,12 +607,19 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
             gr.Button("Sign out", link="/logout", size="sm", elem_id="sign-out")
 
         ui = UI(state, header, prompt, cands, cols, ranks, arena_row, flag, rationale, status, submit_btn,
-                admin_tab, admin_md)
+                admin_tab, admin_md, item_box, request_box)
         outputs = ui.task_outputs()
         private = {"api_visibility": "private", "concurrency_limit": None}
+        page = [item_box, request_box]
+        held: dict[str, tuple[str, str | None]] = {}  # browser session -> (annotator, open item): released on unload
+
+        def _tracked(request: gr.Request, view: View | None) -> dict[Any, Any]:
+            if view is not None and request is not None and getattr(request, "session_hash", None):
+                held[request.session_hash] = (view.state.annotator, view.state.item_id)
+            return _render(ui, view)
 
         def _load(st, request: gr.Request):
-            out = _render(ui, on_load(store, cfg, st, request))
+            out = _tracked(request, on_load(store, cfg, st, request))
             is_admin = cfg.users.is_admin(getattr(request, "username", None)) or not cfg.users.enabled
             out[admin_tab] = gr.update(visible=is_admin)
             out[admin_md] = admin_html(store, cfg.overlap) if is_admin else ""
@@ -517,26 +628,41 @@ def build_app(store: LabelStore, config: AppConfig) -> gr.Blocks:
         demo.load(_load, [state], [*outputs, admin_tab, admin_md], **private)
 
         # gr.Request must be a positional parameter to be injected, hence first (before *args).
-        def _submit(request: gr.Request, st, *args):
+        # Every action carries the item id and request id the page shows (not just the session state).
+        def _submit(request: gr.Request, st, item_id, request_id, *args):
             slot_ranks, (fl, rat) = list(args[:max_k]), args[max_k:]
-            return _render(ui, submit_ranking(store, cfg, st, slot_ranks, fl, rat, request))
+            return _tracked(request, submit_ranking(store, cfg, st, (item_id, request_id), slot_ranks, fl, rat,
+                                                    request))
 
-        submit_btn.click(_submit, [state, *ranks, flag, rationale], outputs, **private)
+        submit_btn.click(_submit, [state, *page, *ranks, flag, rationale], outputs, **private)
 
         for button, vote in [(vote_a, "a_better"), (vote_b, "b_better"), (vote_tie, "tie"), (vote_bad, "both_bad")]:
-            def _vote(st, fl, rat, request: gr.Request, vote=vote):
-                return _render(ui, submit_vote(store, cfg, st, vote, fl, rat, request))
+            def _vote(st, item_id, request_id, fl, rat, request: gr.Request, vote=vote):
+                return _tracked(request, submit_vote(store, cfg, st, (item_id, request_id), vote, fl, rat, request))
 
-            button.click(_vote, [state, flag, rationale], outputs, **private)
+            button.click(_vote, [state, *page, flag, rationale], outputs, **private)
 
-        def _skip(st, fl, rat, request: gr.Request):
-            return _render(ui, skip(store, cfg, st, fl, rat, request))
+        def _skip(st, item_id, request_id, fl, rat, request: gr.Request):
+            return _tracked(request, skip(store, cfg, st, (item_id, request_id), fl, rat, request))
 
-        def _back(st, request: gr.Request):
-            return _render(ui, go_back(store, cfg, st, request))
+        def _back(st, item_id, request_id, request: gr.Request):
+            return _tracked(request, go_back(store, cfg, st, (item_id, request_id), request))
 
-        skip_btn.click(_skip, [state, flag, rationale], outputs, **private)
-        back_btn.click(_back, [state], outputs, **private)
+        skip_btn.click(_skip, [state, *page, flag, rationale], outputs, **private)
+        back_btn.click(_back, [state, *page], outputs, **private)
+
+        # Leases renew while the page is open; an empty queue is re-checked on the same timer.
+        def _beat(st, request: gr.Request):
+            return _tracked(request, heartbeat(store, cfg, st, request))
+
+        gr.Timer(cfg.heartbeat_s).tick(_beat, [state], outputs, show_progress="hidden", **private)
+
+        def _unload(request: gr.Request):  # tab closed or signed out: the slot goes back at once
+            annotator, item_id = held.pop(getattr(request, "session_hash", None) or "", ("", None))
+            if annotator and item_id:
+                store.release(annotator, item_id)
+
+        demo.unload(_unload)
 
         def _draft(request: gr.Request, st, *args):
             save_draft(store, cfg, st, list(args[:max_k]), args[max_k], args[max_k + 1], request)

@@ -58,13 +58,14 @@ class Server:
     """The annotation app served in this process on 127.0.0.1 (a context manager)."""
 
     def __init__(self, db_path, candidates_dir=None, users="alice:pw-alice,bob:pw-bob", admins=("alice",),
-                 overlap: int = 1, guidelines: str | None = "docs/annotation_guidelines.md"):
+                 overlap: int = 1, guidelines: str | None = "docs/annotation_guidelines.md",
+                 lease_seconds: float = 120.0):
         from annotation_ui.__main__ import import_candidates
         from annotation_ui.app import AppConfig
         from rlhf.preferences.store import LabelStore
         from annotation_ui.users import load_users
 
-        self.store = LabelStore(db_path)
+        self.store = LabelStore(db_path, lease_seconds=lease_seconds, overlap=overlap)
         if candidates_dir is not None:
             import_candidates(self.store, str(candidates_dir))
         env = {"ANNOTATION_USERS": users} if isinstance(users, str) else {}

@@ -142,9 +142,13 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
         original = store.labels()[1]
         assert original.ranks == _ranks_by_id(order2, [1, 1, 3])
 
-        # Back (Backspace) reopens task 2 prefilled; a new ranking is stored as a superseding row.
+        # Backspace while typing ranks retypes the previous one (it is not "Back").
         page.wait_item("p002")
-        page.keys(Keys.BACKSPACE)
+        page.keys("2", Keys.BACKSPACE, "3")
+        _wait(lambda: page.checked(3)[0] == "3", what="retyped first rank")
+        assert page.wait_item("p002") == "p002" and len(store.labels()) == 2
+        # Back (ArrowLeft) reopens task 2 prefilled; a new ranking is stored as a superseding row.
+        page.keys(Keys.ARROW_LEFT)
         page.wait_item(second)
         _wait(lambda: page.checked(3) == ["1", "1", "3"], what="previous ranks prefilled")
         page.keys("3", "2", "1", Keys.ENTER)
@@ -234,19 +238,20 @@ def test_handlers_back_and_revise_walk_without_browser(tmp_path):
     import_candidates(store, str(tmp_path / "candidates"))
     cfg = ui.AppConfig(overlap=1, users=Users({"alice": "pw"}))
     req = SimpleNamespace(username="alice")
+    page = lambda v: (v.state.item_id or "", v.state.request_id)  # noqa: E731 - what the page's hidden fields hold
     view = ui.on_load(store, cfg, ui.TaskState(), req)
     for expected in ["p000", "p001", "p002"]:
         assert view.state.item_id == expected
-        view = ui.submit_ranking(store, cfg, view.state, ["1", "2", "3"], False, "", req)
+        view = ui.submit_ranking(store, cfg, view.state, page(view), ["1", "2", "3"], False, "", req)
     assert view.state.item_id == "p003" and len(view.candidates) == 2
-    view = ui.go_back(store, cfg, view.state, req)
-    view = ui.go_back(store, cfg, view.state, req)
+    view = ui.go_back(store, cfg, view.state, page(view), req)
+    view = ui.go_back(store, cfg, view.state, page(view), req)
     assert view.state.item_id == "p001" and view.ranks == ["1", "2", "3"] and view.state.revising
-    view = ui.submit_ranking(store, cfg, view.state, ["3", "2", "1"], True, "second thoughts", req)
+    view = ui.submit_ranking(store, cfg, view.state, page(view), ["3", "2", "1"], True, "second thoughts", req)
     assert view.state.item_id == "p002" and "revision" in view.status  # forward through the history
-    view = ui.submit_ranking(store, cfg, view.state, ["1", "2", "3"], False, "", req)
+    view = ui.submit_ranking(store, cfg, view.state, page(view), ["1", "2", "3"], False, "", req)
     assert view.state.item_id == "p003" and view.state.back_steps == 0  # back to fresh work
-    view = ui.submit_vote(store, cfg, view.state, "both_bad", False, "", req)
+    view = ui.submit_vote(store, cfg, view.state, page(view), "both_bad", False, "", req)
     assert view.state.item_id is None and "All done" in view.status
     revised = store.label_for("alice", "p001")
     assert revised.flagged and revised.rationale == "second thoughts" and revised.supersedes
@@ -255,4 +260,4 @@ def test_handlers_back_and_revise_walk_without_browser(tmp_path):
         ui.on_load(store, cfg, ui.TaskState(), SimpleNamespace(username=None))
     with pytest.raises(Exception, match="missing"):
         v = ui.on_load(store, ui.AppConfig(overlap=2, users=cfg.users), ui.TaskState(), SimpleNamespace(username="bob"))
-        ui.submit_ranking(store, cfg, v.state, ["1", None, "2"], False, "", SimpleNamespace(username="bob"))
+        ui.submit_ranking(store, cfg, v.state, page(v), ["1", None, "2"], False, "", SimpleNamespace(username="bob"))

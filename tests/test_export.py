@@ -40,7 +40,7 @@ def _ranks(item_id, ranks):
 def labelled(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     candidates, items = candidate_items(make_candidates_artifact(root / "candidates", num_prompts=6))
-    store = LabelStore(root / "labels.sqlite")
+    store = LabelStore(root / "labels.sqlite", overlap=3)  # up to three annotators per item, no leases
     store.add_items(items)
     for item_id, by_annotator in RANKINGS.items():
         for annotator, ranks in by_annotator.items():
@@ -178,7 +178,7 @@ def test_not_a_label_db_or_truncated_db_is_refused(labelled, tmp_path):
         open_label_db(other)
 
     # A copy of the real DB cut in half (e.g. an interrupted copy).
-    source = LabelStore(tmp_path / "full.sqlite")
+    source = LabelStore(tmp_path / "full.sqlite", overlap=40)
     source.add_items(items * 1)
     for i in range(40):
         source.submit(f"ann{i}", "p000", _ranks("p000", (1, 2, 3)), rationale="x" * 500)

@@ -88,7 +88,7 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, monkeypatch, finished_run
 
     for stage in ("sft", "candidates", "preferences"):  # a run that got as far as the reward stage
         shutil.copytree(source_dir / stage, tmp_path / stage)
-    shutil.copy(source_dir / "labels.sqlite", tmp_path / "labels.sqlite")
+    shutil.copytree(source_dir / "labels.sim", tmp_path / "labels.sim")
     config = miniature_config(tmp_path, "stages=[sft,generate,preferences,reward,dpo]")
     original = reward.run
 

@@ -6,6 +6,7 @@ from datasets import load_from_disk
 from rlhf.artifacts import open_artifact
 from rlhf.config import ConfigError, load_config
 from rlhf.preferences.agreement import agreement
+from rlhf.preferences.export import candidate_items
 from rlhf.preferences.simulate import SimulatorConfig, item_gold, noisy_ranks, simulate
 from rlhf.preferences.store import Item, LabelStore
 from rlhf.sampling import join
@@ -160,21 +161,24 @@ def test_human_mode_exports_only_human_labels_and_guides_when_empty(fixture_cand
     with pytest.raises(ConfigError, match="no label DB.*python -m annotation_ui --candidates"):
         run_stage(preferences, human, log=lambda _: None)
 
-    # The simulated annotators label everything; still nothing by people.
-    run_stage(preferences, _prefs_config(run_dir, f"db={db}", f"output_dir={tmp_path}/sim"), log=lambda _: None)
-    with pytest.raises(ConfigError, match="no human labels in .*python -m annotation_ui"):
+    # The simulated annotators label everything in a DB of their own: the human DB is not even created.
+    sim = run_stage(preferences, _prefs_config(run_dir, f"db={db}", f"output_dir={tmp_path}/sim"), log=lambda _: None)
+    assert not db.exists() and sim.metrics["sim/labels"] > 0
+    with pytest.raises(ConfigError, match="no label DB at .*python -m annotation_ui --candidates"):
         run_stage(preferences, human, log=lambda _: None)
 
-    store = LabelStore(db)
-    for item in store.items()[:3]:
+    # People label (one of them happens to be called sim-x: still a person, still exported).
+    store = LabelStore(db, overlap=2)
+    store.add_items(candidate_items(run_dir / "candidates")[1])
+    for name, item in [("alice", store.items()[0]), ("alice", store.items()[1]), ("sim-x", store.items()[2])]:
         gold = item_gold(item)
         best, worst = gold.index(max(gold)), gold.index(min(gold))
-        store.submit("alice", item.item_id, {c: 1 if k == best else 3 if k == worst else 2
-                                             for k, c in enumerate(item.candidate_ids)})
+        store.submit(name, item.item_id, {c: 1 if k == best else 3 if k == worst else 2
+                                          for k, c in enumerate(item.candidate_ids)})
     art = run_stage(preferences, human, log=lambda _: None)
     data = load_from_disk(str(art.path / "data"))
     rows = [r for split in ("train", "test") for r in data[split]]
-    assert {a for r in rows for a in r["annotators"]} == {"alice"}
+    assert {a for r in rows for a in r["annotators"]} == {"alice", "sim-x"}
     assert art.metrics["labels/total"] == 3
 
     # Unchanged DB: skipped as up to date; one more human label: exported again without --force.
@@ -185,10 +189,18 @@ def test_human_mode_exports_only_human_labels_and_guides_when_empty(fixture_cand
     store.submit("bob", item.item_id, {c: k + 1 for k, c in enumerate(item.candidate_ids)})
     assert run_stage(preferences, human, log=lambda _: None).metrics["labels/total"] == 4
 
-    # The simulated mode never wipes a DB with human labels in it.
-    with pytest.raises(ConfigError, match="holds labels by people \\(alice, bob\\)"):
-        run_stage(preferences, _prefs_config(run_dir, f"db={db}", f"output_dir={tmp_path}/sim"), force=True,
-                  log=lambda _: None)
+    # Re-running the simulation (forced, same or new settings) never touches the human DB; the
+    # simulated labels of the first run are still there, beside the new run's file.
+    before = [(lab.label_id, lab.annotator) for lab in store.labels(latest_only=False)]
+    for extra in ([], ["simulator.seed=1"]):
+        again = run_stage(preferences, _prefs_config(run_dir, f"db={db}", f"output_dir={tmp_path}/sim", *extra),
+                          force=True, log=lambda _: None)
+        assert again.metrics["sim/labels"] == sim.metrics["sim/labels"]
+    assert [(lab.label_id, lab.annotator) for lab in store.labels(latest_only=False)] == before
+    assert len(list((run_dir / "labels.sim").glob("*.sqlite"))) == 2
+
+    # pipelines.run --annotate after a simulated run: the app's DB (the human one) serves items.
+    assert store.next_item("carol", 2) is not None
 
 
 def test_gold_agreement_metric_of_exact_and_reversed_annotators(fixture_candidates, tmp_path):

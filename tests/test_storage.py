@@ -17,7 +17,7 @@ def _items(n: int = 4, k: int = 3) -> list[Item]:
 
 @pytest.fixture
 def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.sqlite")
+    s = LabelStore(tmp_path / "labels.sqlite", overlap=3)  # several annotators per item without leases
     s.add_items(_items())
     return s
 

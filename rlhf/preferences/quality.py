@@ -290,7 +290,7 @@ def next_gold(store: LabelStore, annotator: str) -> Item | None:
 
 def choose_item(store: LabelStore, annotator: str, overlap: int, cfg: QCConfig | None) -> Item | None:
     """The next item for an annotator: None when paused; a gold item when one is due; otherwise
-    ``store.next_item``. A gold item is leased like any other so its submit is accepted."""
+    ``store.next_item``. Gold items hold no overlap slot, so the store accepts them from anyone."""
     if cfg is None:
         return store.next_item(annotator, overlap)
     if is_paused(store, annotator):
@@ -298,11 +298,12 @@ def choose_item(store: LabelStore, annotator: str, overlap: int, cfg: QCConfig |
     if gold_answers_exist(store) and gold_due(annotator, _labelled_count(store, annotator), cfg):
         item = next_gold(store, annotator)
         if item is not None:
-            with store._write() as con:
-                con.execute("INSERT OR REPLACE INTO leases(annotator, item_id, expires_at) VALUES (?, ?, ?)",
-                            (annotator, item.item_id, time.time() + store.lease_seconds))
-            return item
+            return item  # gold items need no lease: the store accepts any annotator's label on them
     return store.next_item(annotator, overlap)
+
+
+def is_gold(store: LabelStore, item_id: str) -> bool:
+    return _con(store).execute("SELECT 1 FROM gold_items WHERE item_id = ?", (str(item_id),)).fetchone() is not None
 
 
 def gold_answers_exist(store: LabelStore) -> bool:

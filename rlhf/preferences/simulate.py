@@ -10,7 +10,8 @@ ranking is reversed (AlpacaFarm's label flips; for two candidates exactly a flip
 See Dubois et al. 2023, "AlpacaFarm", section 3.2.
 
 They write through ``LabelStore`` exactly like people do: ``next_item`` assignment with the same
-overlap, ``submit`` for each label, annotator names ``sim-0``, ``sim-1``, ...
+overlap, ``submit`` for each label, annotator names ``sim-0``, ``sim-1``, ... They write to a DB of
+their own (the preferences stage's ``simulated_db``), never to the one people label in.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def simulate(store: LabelStore, cfg: SimulatorConfig) -> dict[str, int]:
             ranks, flipped = noisy_ranks(gold_cache[item.item_id], cfg.temperature, cfg.flip_rate,
                                          cfg.tie_margin, rngs[name])
             store.submit(name, item.item_id, dict(zip(item.candidate_ids, ranks)),
-                         rationale="simulated: gold reward + noise", meta={"simulated": True, "flipped": flipped})
+                         rationale="simulated: gold reward + noise", meta={"simulated": True, "flipped": flipped},
+                         overlap=cfg.overlap)
             counts["sim/labels"] += 1
             counts["sim/flipped"] += flipped
     return counts

@@ -1,9 +1,9 @@
 """Preference pairs from ranked candidates: simulated annotators, or what people have labelled so far.
 
 ``annotators: simulated`` ranks every candidates item with AlpacaFarm-style simulated annotators
-(gold reward + noise, see rlhf/preferences/simulate.py) into the label DB, so ``pipelines.run`` needs
-no human. ``annotators: human`` exports the labels people made in the annotation app
-(``python -m annotation_ui``), leaving simulated labels out. Both export with
+(gold reward + noise, see rlhf/preferences/simulate.py) into a DB of their own (``simulated_db``), so
+``pipelines.run`` needs no human. ``annotators: human`` exports the labels people made in the
+annotation app (``python -m annotation_ui``, the ``db``); no simulated label is ever written there. Both export with
 rlhf/preferences/export.py (pairing + aggregation policies). ``annotators: dataset`` takes the pairs of
 a published preference dataset instead (``dataset.name``, e.g. Anthropic/hh-rlhf; see
 rlhf/preferences/published.py) and needs no candidates artifact.
@@ -11,6 +11,8 @@ rlhf/preferences/published.py) and needs no candidates artifact.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from typing import Literal
 from pathlib import Path
@@ -26,7 +28,7 @@ from rlhf.config import ConfigError, option
 from rlhf.preferences.artifact import KIND, write_preferences
 from rlhf.preferences.export import build_export, candidate_items, db_state, open_label_db, select_labels
 from rlhf.preferences.published import PreferenceDatasetConfig, load_preference_dataset
-from rlhf.preferences.simulate import SimulatorConfig, is_simulated, simulate
+from rlhf.preferences.simulate import SimulatorConfig, simulate
 from rlhf.preferences.store import LabelStore
 
 
@@ -36,7 +38,10 @@ class Config:
     run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
     output_dir: str = option("${run_dir}/preferences", "where the preferences artifact is written", hashed=False)
     candidates: str = option("${run_dir}/candidates", "candidates artifact whose items are ranked", hashed=False)
-    db: str = option("${run_dir}/labels.sqlite", "SQLite label DB (the annotation app's --db)")
+    db: str = option("${run_dir}/labels.sqlite", "SQLite label DB of people's labels (the annotation app's --db)")
+    simulated_db: str = option(
+        "${run_dir}/labels.sim", "directory of the simulated annotators' label DBs, one file per (simulator "
+        "settings, candidates); kept separate so simulated labels never mix with, or delete, people's", hashed=False)
     annotators: Literal["simulated", "human", "dataset"] = option(
         "simulated", "'simulated': simulated annotators label every item now; 'human': export the labels "
         "people made in the annotation app (simulated labels left out); 'dataset': the pairs of a published "
@@ -68,21 +73,27 @@ def up_to_date(config: Config, artifact: Artifact) -> bool:
     return artifact.manifest.get("label_db") == db_state(store)
 
 
-def fresh_simulation_db(path: Path) -> LabelStore:
-    """Simulated labels are a function of the config, so every run starts from an empty DB.
+def simulation_db(config: Config, items: list) -> LabelStore:
+    """The simulated annotators' own DB for these settings and candidates (nothing is ever deleted).
 
-    A DB holding labels people made is never removed: that needs another ``db`` path.
+    Simulated labels are a function of the simulator settings and the candidates, so each
+    combination gets its own file: a re-run with the same inputs finds its labels already there,
+    and regenerated candidates or new settings start a new file instead of overwriting one.
     """
-    if path.exists():
-        humans = sorted({lab.annotator for lab in open_label_db(path).labels() if not is_simulated(lab.annotator)})
-        if humans:
-            raise ConfigError(
-                f"{path} holds labels by people ({', '.join(humans[:5])}); annotators=simulated starts from an "
-                f"empty DB. Export theirs with annotators=human, or set db= to another path for simulated labels."
-            )
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return LabelStore(path)
+    key = json.dumps([asdict(config.simulator), [(i.item_id, i.prompt, i.candidate_ids, i.candidates) for i in items]],
+                     sort_keys=True)
+    path = Path(config.simulated_db) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.sqlite"
+    if Path(config.db).resolve() == path.resolve():
+        raise ConfigError(f"simulated_db {path} is the human label DB (db); give them different paths")
+    store = LabelStore(path, overlap=config.simulator.overlap)
+    store.add_items(items)
+    return store
+
+
+def simulation_metrics(store: LabelStore) -> dict[str, int]:
+    """sim/labels and sim/flipped over the whole simulated DB (a re-run adds no labels)."""
+    labels = store.labels()
+    return {"sim/labels": len(labels), "sim/flipped": sum(bool(lab.meta.get("flipped")) for lab in labels)}
 
 
 def human_label_db(config: Config) -> LabelStore:
@@ -91,7 +102,7 @@ def human_label_db(config: Config) -> LabelStore:
     if not Path(config.db).exists():
         raise ConfigError(f"no label DB at {config.db}: nobody has labelled anything yet. To label, {hint}")
     store = open_label_db(config.db)
-    if not select_labels(store, include=lambda a: not is_simulated(a)):
+    if not select_labels(store):
         raise ConfigError(f"no human labels in {config.db} yet: to label, {hint}")
     return store
 
@@ -99,16 +110,14 @@ def human_label_db(config: Config) -> LabelStore:
 def label_and_export(config: Config, items: list) -> tuple[DatasetDict, dict, dict]:
     """Fill the DB (simulated) or open it (human) and export: the data, its metrics, the DB's state."""
     if config.annotators == "simulated":
-        store = fresh_simulation_db(Path(config.db))
-        store.add_items(items)
-        sim_metrics = simulate(store, config.simulator)
-        include = is_simulated
+        store = simulation_db(config, items)
+        simulate(store, config.simulator)
+        sim_metrics = simulation_metrics(store)
     else:
-        store = human_label_db(config)
+        store = human_label_db(config)  # everything in it is by people: simulated labels live elsewhere
         sim_metrics = {}
-        include = lambda annotator: not is_simulated(annotator)  # noqa: E731
     data, metrics = build_export(store, items, config.pairing, config.aggregation, config.test_fraction,
-                                 config.seed, include=include)
+                                 config.seed)
     state = db_state(store)
     store.close()
     return data, {**metrics, **sim_metrics}, state
