@@ -192,8 +192,8 @@ def test_heartbeat_renews_the_lease_and_rechecks_an_empty_queue(tmp_path):
     # alice's page comes back: her item is bob's now, so her page moves on.
     va = ui.heartbeat(store, cfg, va.state, alice)
     assert va.state.item_id is None and "handed to another annotator" in va.status
-    md = ui.assignment_markdown(store, 1)
-    assert "Incomplete items: 1" in md and "Live leases: 1" in md and "`bob`" in md
+    page = ui.assignment_html(store, 1)
+    assert "Incomplete items: 1" in page and "Live leases: 1" in page and "<td>bob</td>" in page
 
 
 def test_up_to_26_candidates(tmp_path):

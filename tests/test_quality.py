@@ -116,7 +116,7 @@ def test_export_can_exclude_paused_annotators(tmp_path):
     from rlhf.preferences.export import candidate_items
 
     _, items = candidate_items(make_candidates_artifact(tmp_path / "candidates", num_prompts=2))
-    store = LabelStore(tmp_path / "labels.sqlite")
+    store = LabelStore(tmp_path / "labels.sqlite", overlap=2)
     store.add_items(items)
     for it in items:
         store.submit("good", it.item_id, {c: i + 1 for i, c in enumerate(it.candidate_ids)})
