@@ -126,6 +126,20 @@ def test_gold_items_are_never_assigned_or_counted_incomplete(tmp_path):
     assert store.progress("b", 1) == {"mine": 1, "done_items": 1, "total_items": 1}  # --annotate stops here
 
 
+def test_gold_items_take_every_annotators_answer_without_using_a_slot(tmp_path):
+    store = LabelStore(tmp_path / "l.sqlite", overlap=1)
+    store.add_items(_items(2))
+    store._con().execute("INSERT INTO gold_items(item_id, answer, source) VALUES ('i0', 'i0c0', 'test')")
+    for who in ("a", "b", "c"):  # quality-control answers from everyone, past the overlap of 1
+        store.submit(who, "i0", {"i0c0": 1, "i0c1": 2})
+    assert {lab.annotator for lab in store.labels() if lab.item_id == "i0"} == {"a", "b", "c"}
+    assert store._con().execute("SELECT taken FROM items WHERE item_id = 'i0'").fetchone()[0] == 0
+    store.submit("a", "i1", {"i1c0": 1, "i1c1": 2})
+    with pytest.raises(LabelRefused) as refused:  # an ordinary item still stops at its overlap
+        store.submit("b", "i1", {"i1c0": 1, "i1c1": 2})
+    assert refused.value.reason == "item_full"
+
+
 def _handlers(tmp_path, n=3, k=3, overlap=1, lease=120.0):
     make_candidates_artifact(tmp_path / "candidates", n, k)
     from annotation_ui.__main__ import import_candidates
