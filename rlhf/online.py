@@ -9,6 +9,7 @@ checkpoint resume from the stage's work dir, and the same before/after metrics a
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from typing import Any
@@ -96,12 +97,12 @@ def train_online(kind: str, trainer_cls: type, config: Any, inputs: dict[str, Ar
 
     policy = trainer.accelerator.unwrap_model(trainer.model)
     # Exact KL on the trained policy's own samples, to the SFT policy (its disabled adapter under LoRA).
-    if hasattr(policy, "disable_adapter"):
+    if hasattr(policy, "peft_config"):
         reference, context = policy, policy.disable_adapter
     else:
-        reference, context = load_policy(policy_path).to(PartialState().device), None
+        reference, context = load_policy(policy_path).to(PartialState().device), contextlib.nullcontext
     after = sample_and_score(policy, tokenizer, eval_prompts, config.sampling, config.seed, reference=reference,
-                             reward_model=reward_model, **({"reference_context": context} if context else {}))
+                             reference_context=context, reward_model=reward_model)
 
     with write_artifact(config.output_dir, kind, config, inputs) as out:
         if trainer.accelerator.is_main_process:

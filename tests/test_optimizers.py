@@ -30,7 +30,7 @@ ONLINE_SIZES = ["train.max_steps=2", "train.per_device_train_batch_size=4", "tra
                 "sampling.max_new_tokens=12", "sampling.batch_size=16"]
 SIZES = {
     rloo: [*ONLINE_SIZES, "train.num_generations=2"],
-    grpo: [*ONLINE_SIZES, "train.num_generations=2"],
+    grpo: [*ONLINE_SIZES, "train.num_generations=2", "lora.enabled=true"],  # the LoRA path (reference = adapter off)
     online_dpo: ONLINE_SIZES,
     rejection_sampling: ["train.max_steps=2", "train.per_device_train_batch_size=4", "train.report_to=[]",
                          "train.gradient_accumulation_steps=1", "num_prompts=8", "num_eval_prompts=8", "n=2",
@@ -99,9 +99,7 @@ def test_eval_samples_every_new_policy_and_bounds_best_of_n_kl(tmp_path, trained
 def test_gpt2_recipes_run_on_the_tiny_stand_in(tmp_path, sft_artifact, reward_artifact):
     """The configs/gpt2 recipes' trainer settings are valid for their TRL trainers (sizes and data swapped)."""
     for stage in (rloo, grpo, online_dpo, rejection_sampling, best_of_n):
-        art = run_stage(stage, stage_config(stage, "gpt2", tmp_path, sft_artifact, reward_artifact,
-                                            "train.learning_rate=1e-5" if hasattr(stage.Config, "train") else "n=2"),
-                        log=lambda _: None)
+        art = run_stage(stage, stage_config(stage, "gpt2", tmp_path, sft_artifact, reward_artifact), log=lambda _: None)
         assert art.kind == stage.KIND
 
 

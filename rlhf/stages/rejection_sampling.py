@@ -86,12 +86,12 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config(config.lora),
                              train_dataset=Dataset.from_dict({"prompt": best.prompts, "completion": best.responses}))
         has_checkpoint = config.resume and any(round_dir.glob("checkpoint-*"))
-        out = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+        result = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
         model = trainer.accelerator.unwrap_model(trainer.model)
         model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
         history += [{**row, "round": r} for row in trainer.state.log_history]
         per_round.append({"round": r, "rm_best_mean": best.mean("rm"), "gold_best_mean": best.mean("gold"),
-                          "loss": out.training_loss, "steps": trainer.state.global_step})
+                          "loss": result.training_loss, "steps": trainer.state.global_step})
         if trainer.accelerator.is_main_process:
             save_model(model, tokenizer, finished, merge=True)
 
