@@ -7,7 +7,7 @@ import pytest
 
 from rlhf.artifacts import open_artifact
 from rlhf.config import ConfigError
-from rlhf.pipeline import DEFAULT_STAGES, STAGES, load_pipeline_config, run_pipeline
+from rlhf.pipeline import DEFAULT_STAGES, load_pipeline_config, run_pipeline
 from rlhf.stages import reward
 
 # Every stage, as small as it can be while still doing its real work.
