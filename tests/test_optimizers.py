@@ -85,13 +85,14 @@ def test_eval_samples_every_new_policy_and_bounds_best_of_n_kl(tmp_path, trained
         f"run_dir={tmp_path}", f"reference={sft_artifact.path}", f"reward_model={reward_artifact.path}",
         "policies.ppo=null", "policies.dpo=null", f"policies.sft={sft_artifact.path}",
         *(f"policies.{name}={path}" for name, path in policies.items()), *TASK[:3],
-        "num_prompts=8", "bootstrap_resamples=50", "sampling.max_new_tokens=12"])
+        "num_prompts=16", "bootstrap_resamples=50", "sampling.max_new_tokens=12"])
     report = run_stage(eval_stage, config, log=lambda _: None)
     metrics = json.loads((report / "metrics.json").read_text())["policies"]
     assert set(metrics) == {"sft", *policies}
     bound = kl_bound(3)
     assert metrics["best_of_n"]["kl"]["mean"] == pytest.approx(bound) and "bound" in metrics["best_of_n"]["kl_note"]
-    # Best-of-3 by the reward model scores at least as high on it as one SFT sample per prompt, on average.
+    # Best-of-3 by the reward model scores higher on it than one SFT sample per prompt, on average
+    # (expected gap 0.85 std of one score; 16 prompts put the chance of a miss below 1%).
     assert metrics["best_of_n"]["rm_score"]["mean"] > metrics["sft"]["rm_score"]["mean"]
     assert all(metrics[name]["kl"]["mean"] > 0 for name in policies)
 
