@@ -34,6 +34,11 @@ PRODUCERS = {
     "reward": "python -m pipelines.reward",
     "ppo": "python -m pipelines.ppo",
     "dpo": "python -m pipelines.dpo",
+    "rloo": "python -m pipelines.rloo",
+    "grpo": "python -m pipelines.grpo",
+    "online_dpo": "python -m pipelines.online_dpo",
+    "best_of_n": "python -m pipelines.best_of_n",
+    "rejection_sampling": "python -m pipelines.rejection_sampling",
     "eval": "python -m pipelines.eval",
     "arena": "python -m pipelines.arena",
 }

@@ -1,4 +1,4 @@
-"""The whole chain: SFT -> generate -> preferences -> reward -> PPO and DPO -> eval.
+"""The whole chain: SFT -> generate -> preferences -> reward -> PPO and DPO (or other optimizers) -> eval.
 
 Each stage keeps its own typed config as a section of one pipeline config; all sections share the
 pipeline's ``run_dir``, so every stage finds its inputs where the previous stage wrote them.
@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 
 from rlhf.config import ConfigError, load_config, load_yaml, option
 from rlhf.stage import run_stage
-from rlhf.stages import arena, dpo, eval as eval_stage, generate, ppo, preferences, reward, sft
+from rlhf.stages import (arena, best_of_n, dpo, eval as eval_stage, generate, grpo, online_dpo, ppo, preferences,
+                         rejection_sampling, reward, rloo, sft)
 
 STAGES: dict[str, ModuleType] = {
     "sft": sft,
@@ -25,12 +26,17 @@ STAGES: dict[str, ModuleType] = {
     "reward": reward,
     "ppo": ppo,
     "dpo": dpo,
+    "rloo": rloo,
+    "grpo": grpo,
+    "online_dpo": online_dpo,
+    "best_of_n": best_of_n,
+    "rejection_sampling": rejection_sampling,
     "eval": eval_stage,
     "arena": arena,
 }
-
-# Optional stages (arena) run only when listed in `stages:`.
-DEFAULT_STAGES = ("sft", "generate", "preferences", "reward", "ppo", "dpo", "eval")
+# Optional stages: run only when listed in ``stages:`` (and their policy in eval.policies / arena.policies).
+OPTIONAL = ("rloo", "grpo", "online_dpo", "best_of_n", "rejection_sampling", "arena")
+DEFAULT_STAGES = [name for name in STAGES if name not in OPTIONAL]
 
 
 @dataclass
@@ -44,6 +50,12 @@ class PipelineConfig:
     reward: reward.Config = option(reward.Config(), "reward model (pipelines.reward)")
     ppo: ppo.Config = option(ppo.Config(), "PPO (pipelines.ppo)")
     dpo: dpo.Config = option(dpo.Config(), "DPO (pipelines.dpo)")
+    rloo: rloo.Config = option(rloo.Config(), "RLOO on the reward model (pipelines.rloo)")
+    grpo: grpo.Config = option(grpo.Config(), "GRPO on the reward model (pipelines.grpo)")
+    online_dpo: online_dpo.Config = option(online_dpo.Config(), "online DPO, the reward model as judge (pipelines.online_dpo)")
+    best_of_n: best_of_n.Config = option(best_of_n.Config(), "best-of-n policy (pipelines.best_of_n)")
+    rejection_sampling: rejection_sampling.Config = option(
+        rejection_sampling.Config(), "rejection-sampling fine-tuning (pipelines.rejection_sampling)")
     eval: eval_stage.Config = option(eval_stage.Config(), "evaluation report (pipelines.eval)")
     arena: arena.Config = option(arena.Config(), "policy arena: blind pairwise votes, Bradley-Terry ratings (pipelines.arena)")
 

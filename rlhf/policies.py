@@ -1,6 +1,8 @@
 """Policy artifacts: the kinds that hold a causal LM to sample from or train further.
 
-Stages that take a policy as input accept any of these kinds (an SFT, PPO or DPO result).
+Stages that take a policy as input accept any of ``POLICY_KINDS`` (an SFT, PPO, DPO, RLOO, GRPO,
+online-DPO or rejection-sampling result). The eval stage also samples ``best_of_n`` artifacts
+(rlhf/best_of_n.py): a recipe over a policy and a reward model, no weights of its own.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from pathlib import Path
 
 from rlhf.models import load_causal_lm
 
-POLICY_KINDS = ("sft", "ppo", "dpo")
+POLICY_KINDS = ("sft", "ppo", "dpo", "rloo", "grpo", "online_dpo", "rejection_sampling")
+BEST_OF_N = "best_of_n"
+SAMPLED_POLICY_KINDS = (*POLICY_KINDS, BEST_OF_N)  # what the eval stage can sample
 
 
 def load_policy(path: str | Path):

@@ -21,7 +21,8 @@ from rlhf.evaluation.plots import curve, frontier_plot, read_log_history, traini
 from rlhf.evaluation.report import render_report
 from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
 from rlhf.models import load_causal_lm, load_tokenizer
-from rlhf.policies import POLICY_KINDS
+from rlhf import best_of_n
+from rlhf.policies import BEST_OF_N, POLICY_KINDS, SAMPLED_POLICY_KINDS
 from rlhf.reward_model import RewardModel
 from rlhf.sampling import SamplingConfig
 
@@ -35,7 +36,7 @@ class Config:
                             hashed=False)
     policies: dict[str, str | None] = option(
         {"sft": "${run_dir}/sft", "ppo": "${run_dir}/ppo", "dpo": "${run_dir}/dpo"},
-        "name -> policy artifact (sft/ppo/dpo) to evaluate; every one listed must exist. Leave one out "
+        "name -> policy artifact (sft/ppo/dpo/rloo/grpo/online_dpo/rejection_sampling/best_of_n) to evaluate; every one listed must exist. Leave one out "
         "with policies.<name>=null, add one with policies.<name>=<path>", hashed=False,
     )
     reference: str = option(
@@ -91,7 +92,7 @@ def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
                 f"policy '{name}': no artifact at {path}. Run {producer} first, point policies.{name} at it, "
                 f"or leave it out with policies.{name}=null"
             )
-        specs[f"policy/{name}"] = (path, POLICY_KINDS)
+        specs[f"policy/{name}"] = (path, SAMPLED_POLICY_KINDS)
     if config.reward_model:
         if not Path(config.reward_model).exists():
             raise ConfigError(
@@ -166,6 +167,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     }
     rows, histories = [], {}
     for name, art in policies.items():
+        if art.fingerprint not in sampled and art.kind == BEST_OF_N:
+            sampled[art.fingerprint] = _sample_best_of_n(art, tokenizer, prompts, config, device)
         if art.fingerprint not in sampled:
             policy = load_causal_lm(art.path).to(device).eval()
             if policy.config.vocab_size != reference.config.vocab_size:
@@ -177,6 +180,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         held_out_scores[name] = {"gold": samples.gold, "rm": samples.rm}
         metrics["policies"][name] = {"path": str(art.path), "kind": art.kind, "fingerprint": art.fingerprint,
                                      **_summary(samples, baseline.gold, config)}
+        if art.kind == BEST_OF_N:
+            metrics["policies"][name]["kl_note"] = best_of_n.KL_NOTE
         for i, prompt in enumerate(prompts):
             rows.append({
                 "policy": name, "prompt_id": f"test-{i}", "prompt": prompt, "response": samples.responses[i],
@@ -189,7 +194,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     # The same policies on as many training-split prompts, so a train/held-out gap shows.
     seen = train_prompts(config.data, len(prompts))
     metrics["generalization"] = train_vs_held_out(
-        {"reference": ref_art, **policies}, lambda art: load_causal_lm(art.path).to(device).eval(), tokenizer,
+        {"reference": ref_art, **{n: a for n, a in policies.items() if a.kind != BEST_OF_N}}, lambda art: load_causal_lm(art.path).to(device).eval(), tokenizer,
         seen, held_out_scores, config.sampling, config.seed, reward_model)
 
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
@@ -202,6 +207,11 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         for name, g in metrics["generalization"].items():
             out.metrics.update({f"eval/{name}/{key}": g[key] for key in ("gold_train", "gold_gap")})
     return open_artifact(config.output_dir, KIND)  # rlhf.cli / pipelines.run print the report path
+
+
+def _sample_best_of_n(art: Artifact, tokenizer, prompts: list[str], config: Config, device) -> PolicySamples:
+    """A best_of_n artifact's samples under the eval's sampling; its "KL" is the analytic bound (rlhf/best_of_n.py)."""
+    return best_of_n.sample_artifact(art.path, tokenizer, prompts, config.sampling, config.seed, device)
 
 
 def write_outputs(path: Path, config: Config, metrics: dict, rows: list[dict], histories: dict[str, list[dict]]) -> None:
