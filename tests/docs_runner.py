@@ -55,6 +55,12 @@ SMALL = {
                       "report_to=[]"],
     "pipelines.dpo": ["train.max_steps=2", "num_eval_prompts=4", "sampling.max_new_tokens=8"],
     "pipelines.eval": ["num_prompts=4", "sampling.max_new_tokens=8", "bootstrap_resamples=50"],
+    "pipelines.rloo": ["train.max_steps=2", "num_prompts=16", "num_eval_prompts=4", "sampling.max_new_tokens=8"],
+    "pipelines.grpo": ["train.max_steps=2", "num_prompts=16", "num_eval_prompts=4", "sampling.max_new_tokens=8"],
+    "pipelines.online_dpo": ["train.max_steps=2", "num_prompts=16", "num_eval_prompts=4", "sampling.max_new_tokens=8"],
+    "pipelines.best_of_n": ["num_eval_prompts=4", "sampling.max_new_tokens=8"],
+    "pipelines.rejection_sampling": ["train.max_steps=2", "num_prompts=8", "num_eval_prompts=4",
+                                     "sampling.max_new_tokens=8"],
     "pipelines.arena": ["num_prompts=4", "sampling.max_new_tokens=8", "bootstrap_rounds=50"],
     # the miniature demo: runs/tiny in the scratch directory was made with exactly these
     "pipelines.run": [
