@@ -56,3 +56,43 @@ def render_report(rows: Sequence[Rating], anchor: str, confidence: float, num_vo
         f"{len(flagged)} voter(s) flagged as outliers." if flagged else "No voter flagged as an outlier.", "",
     ]
     return "\n".join(lines)
+
+
+def default_anchor(policies: dict[str, dict]) -> str:
+    """The policy rated 1000 when none is named: the first SFT policy, else the first listed."""
+    return next((name for name, meta in policies.items() if meta.get("kind") == "sft"), next(iter(policies)))
+
+
+def write_leaderboard(path: Path, names: Sequence[str], votes, anchor: str, mean_gold: dict[str, float],
+                      rounds: int = 1000, confidence: float = 0.95, seed: int = 0,
+                      outlier_threshold: float = 3.0) -> dict[str, float]:
+    """ratings.json, ratings.png and report.md from ``votes`` (``Vote`` rows) into ``path``; returns metrics.
+
+    The one writer of an arena leaderboard: the arena stage (simulated votes) and
+    ``python -m annotation_ui.arena_export`` (people's votes) both call it.
+    """
+    import json
+
+    from rlhf.arena.format import vote_arrays
+    from rlhf.arena.pairing import outlier_voters
+    from rlhf.arena.ratings import leaderboard
+    from rlhf.arena.simulate import spearman
+
+    names = list(names)
+    left, right, outcomes, voters = vote_arrays(names, votes)
+    rows = leaderboard(names, left, right, outcomes, anchor, rounds, confidence, seed)
+    checks = outlier_voters(len(names), left, right, outcomes, voters, outlier_threshold)
+    rating = {r.policy: r.rating for r in rows}
+    rho = spearman([rating[n] for n in names], [mean_gold[n] for n in names])
+    (path / "ratings.json").write_text(json.dumps({
+        "anchor": anchor, "confidence": confidence, "votes": len(votes), "spearman_gold": rho,
+        "leaderboard": [r.as_dict() for r in rows], "voters": [vars(c) for c in checks]}, indent=2))
+    interval_plot(rows, path / "ratings.png", anchor, confidence)
+    (path / "report.md").write_text(render_report(rows, anchor, confidence, len(votes), mean_gold, rho, checks,
+                                                  "ratings.png"))
+    metrics = {"arena/votes": len(votes), "arena/spearman_gold": rho,
+               "arena/outlier_voters": sum(c.outlier for c in checks)}
+    for r in rows:
+        metrics.update({f"arena/{r.policy}/rating": r.rating, f"arena/{r.policy}/rating_low": r.low,
+                        f"arena/{r.policy}/rating_high": r.high})
+    return metrics
