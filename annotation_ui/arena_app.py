@@ -251,7 +251,7 @@ def build_arena_app(server: ArenaServer) -> gr.Blocks:
             with gr.Tab("Admin", visible=False) as admin_tab:
                 refresh = gr.Button("Refresh leaderboard")
                 board = gr.HTML()
-                plot = gr.Image(label="Ratings with 95% bootstrap intervals", type="filepath")
+                plot = gr.Image(label="Ratings with 95% bootstrap intervals", type="pil")
 
         def render(view: ArenaView) -> dict[Any, Any]:
             return {state: view.state, header: view.header, pair: view.pair_html, status: view.status}
@@ -261,8 +261,10 @@ def build_arena_app(server: ArenaServer) -> gr.Blocks:
         def _admin(request: gr.Request):
             if cfg.users.enabled and not cfg.users.is_admin(getattr(request, "username", None)):
                 raise gr.Error("Admins only.")
+            from PIL import Image
+
             table, png = leaderboard_view(server, plot_dir)
-            return {board: table, plot: png}
+            return {board: table, plot: Image.open(png) if png else None}
 
         def _load(st, request: gr.Request):
             out = render(on_load(server, st, request))

@@ -1,4 +1,4 @@
-"""``pipelines.run --annotate``: serve the annotation app and wait for people to label.
+"""``pipelines.run --annotate``: serve the annotation app and wait for people to label (or vote in the arena).
 
 Runs the app as a child process (``python -m annotation_ui``) on the candidates the pipeline just
 generated, prints progress, and returns when every item has its ``overlap`` labels or the operator
@@ -25,6 +25,13 @@ def _enter_pressed(timeout: float) -> bool:
     return bool(ready) and sys.stdin.readline() is not None
 
 
+def _auth_args() -> list[str]:
+    """users.yaml in the working directory, else ANNOTATION_USERS, else a local session without sign-in."""
+    if Path("users.yaml").exists():
+        return ["--users", "users.yaml"]
+    return [] if os.environ.get("ANNOTATION_USERS") else ["--no-auth"]
+
+
 def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, poll_s: float = 5.0) -> None:
     """A ``run_pipeline`` hook: before the preferences stage, collect human labels in the app."""
     if stage != "preferences":
@@ -33,11 +40,7 @@ def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, 
     Path(prefs.db).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "annotation_ui", "--candidates", prefs.candidates, "--db", prefs.db,
            "--port", str(port), "--overlap", str(overlap)]
-    if not (os.environ.get("ANNOTATION_USERS") or Path("users.yaml").exists()):
-        cmd.append("--no-auth")
-    elif Path("users.yaml").exists():
-        cmd += ["--users", "users.yaml"]
-    app = subprocess.Popen(cmd)
+    app = subprocess.Popen(cmd + _auth_args())
     print(f"annotation app: http://127.0.0.1:{port}  (press Enter to stop labelling and continue the pipeline)")
     try:
         store = None
@@ -55,3 +58,42 @@ def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, 
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+def vote_until_done(arena_dir: str, db: str, target: int, port: int = 7860, poll_s: float = 5.0) -> int:
+    """Serve the arena app (``python -m annotation_ui --arena``) until ``target`` votes are stored or the
+    operator presses Enter; returns the number of votes stored."""
+    from rlhf.arena.store import VoteStore
+
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    app = subprocess.Popen([sys.executable, "-m", "annotation_ui", "--arena", arena_dir, "--db", db,
+                            "--port", str(port), *_auth_args()])
+    print(f"arena app: http://127.0.0.1:{port}  (press Enter to stop voting and rate the policies)")
+    votes = 0
+    try:
+        while app.poll() is None:
+            if Path(db).exists():
+                store = VoteStore(db)
+                votes = store.count()
+                store.close()
+                print(f"\rvotes: {votes}/{target}", end="", flush=True)
+                if votes >= target:
+                    break
+            if _enter_pressed(poll_s):
+                break
+        print()
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    return votes
+
+
+def vote_and_rate(config):
+    """``pipelines.run --annotate`` after the arena stage: people vote on its blind pairs until
+    ``arena.num_votes`` votes (or Enter), then the votes and leaderboard go to ``<run_dir>/arena_votes``."""
+    from annotation_ui.arena_export import ArenaExportConfig, export_votes
+
+    arena, db = config.arena, f"{config.run_dir}/arena_votes.sqlite"
+    vote_until_done(arena.output_dir, db, arena.num_votes)
+    return export_votes(ArenaExportConfig(arena.output_dir, db, f"{config.run_dir}/arena_votes",
+                                          arena.bootstrap_rounds, arena.seed))

@@ -36,6 +36,7 @@ PRODUCERS = {
     "dpo": "python -m pipelines.dpo",
     "eval": "python -m pipelines.eval",
     "arena": "python -m pipelines.arena",
+    "arena_votes": "python -m annotation_ui.arena_export (people's votes from the arena app)",
 }
 
 
