@@ -126,15 +126,18 @@ N_VOTERS, VOTES_EACH = 4, 5
 
 def _start(arena_dir: Path, db: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "ANNOTATION_USERS": ",".join(f"v{i}:pw{i}" for i in range(N_VOTERS))}
-    return subprocess.Popen([sys.executable, "-m", "annotation_ui", "--arena", str(arena_dir), "--db", str(db),
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(db.parent / f"server-{time.time():.0f}.log", "w")  # a file: a full pipe would block the server
+    proc = subprocess.Popen([sys.executable, "-m", "annotation_ui", "--arena", str(arena_dir), "--db", str(db),
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = log.name
+    return proc
 
 
 def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
-            raise AssertionError(f"app exited: {proc.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"app exited: {Path(proc.log_path).read_text()[-2000:]}")
         try:
             _get(url + "config")
             return
