@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -141,7 +142,9 @@ def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
         try:
             _get(url + "config")
             return
-        except Exception:
+        except urllib.error.HTTPError:  # 401 before sign-in: the server is up
+            return
+        except OSError:
             time.sleep(0.3)
     raise AssertionError("app did not start")
 
