@@ -227,3 +227,42 @@ def test_pipeline_run_ends_with_a_simulated_arena_round(sft_artifact, tmp_path, 
     report = (run_dir / "arena" / "report.md").read_text()
     assert "| rank | policy | rating |" in report and "| sft | 1000 |" in report and "sft_twin" in report
     assert "40 votes" in report
+
+
+def test_annotate_round_serves_the_arena_and_rates_the_votes(arena_dir, tmp_path, monkeypatch):
+    """pipelines.run --annotate with the arena stage: the app is served until the vote target, then exported."""
+    import types
+
+    from annotation_ui import launch
+
+    run_dir = tmp_path / "run"
+    store = VoteStore(run_dir / "arena_votes.sqlite")
+    arena = Arena.load(arena_dir)
+    for k in range(6):  # people's votes, as the app would store them
+        shown, pending = arena.serve(f"item-0000{k % 5}", *arena.policy_names[k % 2: k % 2 + 2])
+        store.add_served("alice", pending)
+        store.record("alice", shown["request_id"], pending.item_id, "A")
+    store.close()
+    started = []
+
+    class FakeApp:
+        def __init__(self, cmd):
+            self.cmd, self.code = cmd, None
+            started.append(self)
+
+        def poll(self):
+            return self.code
+
+        def terminate(self):
+            self.code = 0
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(launch.subprocess, "Popen", FakeApp)
+    section = types.SimpleNamespace(output_dir=str(arena_dir), num_votes=6, bootstrap_rounds=50, seed=0)
+    art = launch.vote_and_rate(types.SimpleNamespace(run_dir=str(run_dir), arena=section))
+    (app,) = started
+    assert app.cmd[app.cmd.index("--arena") + 1] == str(arena_dir) and app.code == 0  # stopped at the target
+    assert art.path == run_dir / "arena_votes" and art.metrics["arena/votes"] == 6
+    assert "| rank | policy | rating |" in (art.path / "report.md").read_text()

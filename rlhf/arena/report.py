@@ -29,7 +29,9 @@ def interval_plot(rows: Sequence[Rating], path: Path, anchor: str, confidence: f
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(rows) + 1.2))
     ys = range(len(rows))[::-1]
     for y, r in zip(ys, rows):
-        ax.errorbar(r.rating, y, xerr=[[r.rating - r.low], [r.high - r.rating]], fmt="o", capsize=4)
+        # With few, one-sided votes the point fit can fall outside the percentile interval: clip at 0.
+        ax.errorbar(r.rating, y, xerr=[[max(r.rating - r.low, 0.0)], [max(r.high - r.rating, 0.0)]], fmt="o",
+                    capsize=4)
     ax.set_yticks(list(ys), [r.policy for r in rows])
     ax.axvline(BASE, color="grey", lw=0.8, ls="--")
     ax.margins(y=0.25)
