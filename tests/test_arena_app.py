@@ -259,7 +259,9 @@ def test_annotate_round_serves_the_arena_and_rates_the_votes(arena_dir, tmp_path
         def wait(self, timeout=None):
             return 0
 
-    monkeypatch.setattr(launch.subprocess, "Popen", FakeApp)
+    real_popen = subprocess.Popen  # launch.subprocess is the module itself: leave other callers alone
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda cmd, *a, **kw: FakeApp(cmd) if "annotation_ui" in cmd
+                        else real_popen(cmd, *a, **kw))
     section = types.SimpleNamespace(output_dir=str(arena_dir), num_votes=6, bootstrap_rounds=50, seed=0)
     art = launch.vote_and_rate(types.SimpleNamespace(run_dir=str(run_dir), arena=section))
     (app,) = started
