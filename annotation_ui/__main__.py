@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m annotation_ui", description="Serve the preference annotation app.")
     p.add_argument("--candidates", help="candidates artifact directory (python -m pipelines.generate); "
                    "optional when the database already holds items")
-    p.add_argument("--db", required=True, help="SQLite label store (created if missing)")
+    p.add_argument("--db", required=True, help="SQLite label store (with --arena: the vote store; created if missing)")
+    p.add_argument("--arena", help="arena artifact (python -m pipelines.arena): serve blind A/B votes between policies")
+    p.add_argument("--pairing", default="active", help="--arena: active (most-overlapping ratings) or uniform")
+    p.add_argument("--votes-per-voter", type=int, help="--arena: cap on votes per voter (default: no cap)")
     p.add_argument("--users", help="users file with password hashes (python -m annotation_ui.users add NAME), "
                    "or set ANNOTATION_USERS='alice:pw,bob:pw'")
     p.add_argument("--allow-plaintext", action="store_true",
@@ -73,6 +76,13 @@ def main(argv: list[str] | None = None) -> None:
         if not users.enabled and not args.no_auth:
             raise ValueError("no annotator accounts: pass --users users.yaml or set ANNOTATION_USERS "
                              "(or --no-auth for a local single-user session)")
+        if args.arena:
+            from annotation_ui.arena_app import ArenaConfig, serve
+
+            check_port_free(args.host, args.port)
+
+            arena_config = ArenaConfig(users=users, pairing=args.pairing, votes_per_voter=args.votes_per_voter)
+            return serve(args.arena, args.db, arena_config, args.host, args.port)
         if args.overlap < 1:
             raise ValueError("--overlap must be >= 1")
         if args.lease_seconds < 5:

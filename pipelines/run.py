@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from annotation_ui.launch import annotate_until_done
+from annotation_ui.launch import annotate_until_done, vote_and_rate
 from rlhf.artifacts import ArtifactError
 from rlhf.cli import VERBOSE_HELP, fail
 from rlhf.config import ConfigError, describe, to_yaml
@@ -30,7 +30,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true", help="re-run every stage")
     parser.add_argument("--annotate", action="store_true",
                         help="open the annotation app after generation and wait for human labels "
-                             "(instead of simulated annotators)")
+                             "(instead of simulated annotators); with the arena stage, people vote in the arena "
+                             "app too (instead of simulated voters)")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         overrides = list(args.overrides)
         if args.annotate:
-            overrides.append("preferences.annotators=human")
+            overrides += ["preferences.annotators=human", "arena.simulate=false"]
         config = load_pipeline_config(args.config, overrides)
         if args.print_config:
             print(to_yaml(config), end="")
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         quiet(args.verbose)
         hook = annotate_until_done if args.annotate else None
         artifacts = run_pipeline(config, from_stage=from_stage, force=args.force, log=say, before_stage=hook)
+        if args.annotate and "arena" in artifacts:
+            artifacts["arena_votes"] = vote_and_rate(config)
     except (ConfigError, ArtifactError) as exc:
         fail(str(exc))
         return
@@ -63,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     if "eval" in artifacts:
         print(summary_table(artifacts["eval"]))
         print(f"report: {artifacts['eval'].path / 'report.md'}")
+    arena = artifacts.get("arena_votes") or artifacts.get("arena")
+    if arena is not None and (arena.path / "report.md").exists():
+        print(f"arena report: {arena.path / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ PRODUCERS = {
     "rejection_sampling": "python -m pipelines.rejection_sampling",
     "eval": "python -m pipelines.eval",
     "arena": "python -m pipelines.arena",
+    "arena_votes": "python -m annotation_ui.arena_export (people's votes from the arena app)",
 }
 
 

@@ -8,7 +8,6 @@ votes, a Bradley-Terry leaderboard with bootstrap intervals (report.md, ratings.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlhf.arena.format import KIND, VOTES, Arena, Vote, vote_arrays, votes_dataset, write_votes
-from rlhf.arena.pairing import PAIRINGS, outlier_voters
-from rlhf.arena.ratings import leaderboard
-from rlhf.arena.report import interval_plot, render_report
-from rlhf.arena.simulate import NOISE_MODELS, SimulatedVoter, simulate_arena, spearman
+from rlhf.arena.format import KIND, VOTES, Arena, Vote, votes_dataset, write_votes
+from rlhf.arena.pairing import PAIRINGS
+from rlhf.arena.report import write_leaderboard as leaderboard_files
+from rlhf.arena.simulate import NOISE_MODELS, SimulatedVoter, simulate_arena
 from rlhf.artifacts import PRODUCERS, Artifact, open_artifact, write_artifact
 from rlhf.config import ConfigError, DataConfig, option
 from rlhf.data import held_out_prompts
@@ -156,21 +154,6 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
 def write_leaderboard(out, arena: Arena, votes: list[Vote], anchor: str, mean_gold: dict[str, float],
                       config: Config) -> None:
     """ratings.json, ratings.png, report.md and the manifest metrics from ``votes``."""
-    names = arena.policy_names
-    left, right, outcomes, voters = vote_arrays(names, votes)
-    rows = leaderboard(names, left, right, outcomes, anchor, config.bootstrap_rounds, config.confidence, config.seed)
-    checks = outlier_voters(len(names), left, right, outcomes, voters, config.outlier_threshold)
-    rating = {r.policy: r.rating for r in rows}
-    rho = spearman([rating[n] for n in names], [mean_gold[n] for n in names])
-    (out.path / "ratings.json").write_text(json.dumps({
-        "anchor": anchor, "confidence": config.confidence, "votes": len(votes), "spearman_gold": rho,
-        "leaderboard": [r.as_dict() for r in rows], "voters": [vars(c) for c in checks]}, indent=2))
-    interval_plot(rows, out.path / "ratings.png", anchor, config.confidence)
-    (out.path / "report.md").write_text(render_report(rows, anchor, config.confidence, len(votes), mean_gold, rho,
-                                                      checks, "ratings.png"))
-    out.metrics["arena/votes"] = len(votes)
-    out.metrics["arena/spearman_gold"] = rho
-    out.metrics["arena/outlier_voters"] = sum(c.outlier for c in checks)
-    for r in rows:
-        out.metrics.update({f"arena/{r.policy}/rating": r.rating, f"arena/{r.policy}/rating_low": r.low,
-                            f"arena/{r.policy}/rating_high": r.high})
+    out.metrics.update(leaderboard_files(out.path, arena.policy_names, votes, anchor, mean_gold,
+                                         config.bootstrap_rounds, config.confidence, config.seed,
+                                         config.outlier_threshold))
