@@ -10,22 +10,17 @@ upper bound on KL(best-of-n || base), tight for large n when the best sample is 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import fields
 from pathlib import Path
 
 from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
+from rlhf.logprobs import best_of_n_kl_bound
 from rlhf.policies import load_policy
 from rlhf.reward_model import RewardModel
 from rlhf.sampling import SamplingConfig
 
 BEST_OF_N_FILE = "best_of_n.json"
 KL_NOTE = "kl, kl_k1, kl_k3: the bound log n - (n-1)/n (Beirami et al. 2024), not a per-sample estimate"
-
-
-def kl_bound(n: int) -> float:
-    """Beirami et al. 2024's bound on KL(best-of-n || base): log n - (n-1)/n nats."""
-    return math.log(n) - (n - 1) / n
 
 
 def keep_best(samples: PolicySamples, n: int) -> PolicySamples:
@@ -43,7 +38,7 @@ def sample_best_of_n(policy, tokenizer, prompts: list[str], sampling: SamplingCo
     """One best-of-n response per prompt, with gold reward and RM score; kl/kl_k1/kl_k3 hold the bound."""
     best = keep_best(sample_and_score(policy, tokenizer, prompts, sampling, seed, num_samples=n,
                                       reward_model=reward_model), n)
-    best.kl = best.kl_k1 = best.kl_k3 = [kl_bound(n)] * len(best.prompts)
+    best.kl = best.kl_k1 = best.kl_k3 = [best_of_n_kl_bound(n)] * len(best.prompts)
     return best
 
 

@@ -26,6 +26,8 @@ Summed over a response's tokens (``sequence_sum``) each estimates the sequence-l
 
 from __future__ import annotations
 
+import math
+
 import torch
 from transformers import PreTrainedModel
 
@@ -178,3 +180,9 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1
     if estimator == "k3":
         return torch.expm1(-log_ratio) + log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r} (choose k1 or k3)")
+
+
+def best_of_n_kl_bound(n: int) -> float:
+    """Upper bound on KL(best-of-n || base policy) in nats: log n - (n-1)/n (Beirami et al. 2024,
+    https://arxiv.org/abs/2401.01879; the usual "analytic" value, which is a bound, not the KL)."""
+    return math.log(n) - (n - 1) / n

@@ -23,7 +23,7 @@ from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import load_tokenizer, peft_config, save_model
-from rlhf.policies import POLICY_KINDS, load_policy
+from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
 from rlhf.reward_model import RewardModel
 from rlhf.sampling import SamplingConfig, join
 
@@ -108,7 +108,10 @@ def train_online(kind: str, trainer_cls: type, config: Any, inputs: dict[str, Ar
         if trainer.accelerator.is_main_process:
             save_model(policy, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / LOG_HISTORY, trainer.state.log_history)
-            out.extra["training_sampling"] = {key: getattr(args, key) for key in generation}
+            out.extra[TRAINING_SAMPLING] = {
+                **sampling_record(config.sampling.temperature, config.sampling.max_new_tokens,
+                                  f"{kind} trainer's generation settings (sampling.*)"),
+                "trainer": {key: getattr(args, key) for key in generation}}
             out.extra["samples"] = [{"prompt": p, "sft": s, kind: a} for p, s, a in
                                     list(zip(eval_prompts, before.responses, after.responses))[:16]]
         logs = [e for e in trainer.state.log_history if "loss" in e]

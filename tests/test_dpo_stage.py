@@ -33,11 +33,11 @@ def dpo_artifact(tmp_path_factory, sft_artifact, preferences_artifact):
 def test_dpo_raises_gold_reward_over_sft(dpo_artifact, sft_artifact):
     m = dpo_artifact.metrics
     # The SFT policy sampled here, independently of the stage (other seed, two samples per prompt),
-    # on the stage's (training-split) prompts. Measured before this check: DPO 0.829 vs SFT 0.235 on 64 prompts,
+    # on the stage's prompts. Measured before this check: DPO 0.829 vs SFT 0.235 on 64 prompts,
     # KL 12.2 nats; the threshold leaves a wide margin.
     config = load_config(dpo.Config, "configs/tiny/dpo.yaml", TASK)
-    prompts = train_prompts(config.data, config.num_eval_prompts)
-    assert [row["prompt"] for row in dpo_artifact.manifest["samples"]] == prompts[:16]  # the stage's prompts
+    prompts = train_prompts(config.data, config.num_eval_prompts)  # the stage's (held-out ones are the eval's)
+    assert [row["prompt"] for row in dpo_artifact.manifest["samples"]] == prompts[:16]
     sft = sample_and_score(load_causal_lm(sft_artifact.path), load_tokenizer(sft_artifact.path), prompts,
                            config.sampling, seed=12345, num_samples=2)
     dpo_policy = sample_and_score(load_causal_lm(dpo_artifact.path), load_tokenizer(dpo_artifact.path), prompts,
@@ -46,7 +46,9 @@ def test_dpo_raises_gold_reward_over_sft(dpo_artifact, sft_artifact):
     assert m["eval/gold_reward"] > sft.mean("gold") + 0.1, m
     assert m["objective/kl"] > 0, m  # the policy moved away from the reference
     assert m["eval/rewards/accuracies"] > 0.6 and m["eval/rewards/margins"] > 0, m
-    assert m["train/loss"] < 0.69, m  # below the sigmoid loss at initialisation, log(2)
+    losses = [row["train/loss"] for row in map(json.loads, (dpo_artifact / "log_history.jsonl").read_text().splitlines())
+              if "train/loss" in row]
+    assert sum(losses[-3:]) < sum(losses[:3]), losses  # the loss (sigmoid + 0.3 x NLL of the chosen response) fell
     assert dpo_artifact.manifest["reference_model"] == "separate frozen copy"
     history = [json.loads(line) for line in (dpo_artifact / "log_history.jsonl").read_text().splitlines()]
     assert any("train/rewards/margins" in row for row in history)

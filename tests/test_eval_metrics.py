@@ -57,3 +57,22 @@ def test_bootstrap_interval_is_seeded_and_covers_the_mean():
     assert a.low == pytest.approx(t.low, abs=0.05) and a.high == pytest.approx(t.high, abs=0.05)
     ties = bootstrap_interval([0.5] * 10)
     assert (ties.mean, ties.low, ties.high) == (0.5, 0.5, 0.5)
+
+
+def test_repeated_ngram_rate_counts_loops_inside_one_text():
+    from rlhf.evaluation.metrics import repeated_ngram_rate
+
+    assert repeated_ngram_rate("The food was great and the staff was kind.") == 0.0
+    assert repeated_ngram_rate("great great great great great", 1) == pytest.approx(0.8)
+    assert repeated_ngram_rate("a b c a b c", 3) == pytest.approx(0.25)  # 4 trigrams, "a b c" seen before once
+    assert repeated_ngram_rate("too short", 3) == 0.0
+
+
+def test_well_formed_reviews():
+    from rlhf.tasks.reviews import generate_reviews, is_well_formed
+
+    bodies = [r["text"][len(r["prompt"]):] for r in generate_reviews(50)]
+    assert all(map(is_well_formed, bodies))  # every body of the task's own reviews
+    for broken in (" Honestly standard, the\ufffd it I can't expected.Z to finish", " great great", " the food was ok.",
+                   " The food was great"):
+        assert not is_well_formed(broken), broken

@@ -15,6 +15,7 @@ from rlhf.config import ConfigError, ModelConfig, load_config
 from rlhf.evaluation.report import md_escape
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import build_tiny_gpt2, load_causal_lm, load_tokenizer
+from rlhf.policies import TRAINING_SAMPLING, sampling_record
 from rlhf.reward_model import NORMALIZATION_FILE
 from rlhf.sampling import SamplingConfig
 from rlhf.stage import run_stage
@@ -47,7 +48,8 @@ def _eval_config(run_dir, sft_path, *extra: str):
 
 @pytest.fixture(scope="module")
 def perturbed_dpo(sft_artifact, tmp_path_factory):
-    """The SFT policy with seeded noise on every weight, written as a 'dpo' artifact with a training log."""
+    """The SFT policy with seeded noise on every weight, written as a 'dpo' artifact with a training log,
+    declaring that it was optimised at temperature 0.7 (as a PPO recipe might be)."""
     path = tmp_path_factory.mktemp("policies") / "dpo"
     model, tokenizer = load_causal_lm(sft_artifact.path), load_tokenizer(sft_artifact.path)
     generator = torch.Generator().manual_seed(0)
@@ -55,6 +57,7 @@ def perturbed_dpo(sft_artifact, tmp_path_factory):
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=generator) * 0.05)
     with write_artifact(path, "dpo", _Made(), {"policy": sft_artifact}) as out:
+        out.extra[TRAINING_SAMPLING] = sampling_record(0.7, 12, "test fixture")
         model.save_pretrained(out.path)
         tokenizer.save_pretrained(out.path)
         (out.path / "log_history.jsonl").write_text(
@@ -79,7 +82,8 @@ def reward_artifact(sft_artifact, tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluated(sft_artifact, perturbed_dpo, reward_artifact, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("eval_run")
-    config = _eval_config(run_dir, sft_artifact.path, f"policies.dpo={perturbed_dpo}", f"reward_model={reward_artifact}")
+    config = _eval_config(run_dir, sft_artifact.path, f"policies.dpo={perturbed_dpo}", f"reward_model={reward_artifact}",
+                          "also_own_setting=true")
     return run_stage(eval_stage, config, log=lambda _: None)
 
 
@@ -120,6 +124,35 @@ def test_perturbed_policy_rows_are_scored_on_their_own_text_against_the_referenc
     assert m["response_length"]["mean"] <= 16
 
 
+def test_policy_trained_at_another_temperature_is_flagged_and_also_reported_at_its_own(evaluated):
+    metrics = _metrics(evaluated)
+    sft, dpo = metrics["policies"]["sft"], metrics["policies"]["dpo"]
+    assert metrics["sampling"]["temperature"] == 1.0
+    assert sft["training_sampling"]["temperature"] == 1.0 and sft["same_temperature"] and sft["own_setting"] is None
+    assert dpo["training_sampling"]["temperature"] == 0.7 and dpo["same_temperature"] is False
+    own = dpo["own_setting"]  # sampled again at its own setting, the reference too (KL and wins measured there)
+    assert own["sampling"]["temperature"] == 0.7 and own["sampling"]["max_new_tokens"] == 12
+    assert own["response_length"]["mean"] <= 12 < 16 and own["kl"]["mean"] != dpo["kl"]["mean"]
+    report = (evaluated.path / "report.md").read_text()
+    summary = report.split("## Summary")[1].split("## ")[0]
+    assert "| dpo | dpo | T=0.7 (!) |" in summary and "| sft | sft | T=1 |" in summary
+    assert "Not at their training temperature in this table: dpo (trained at T=0.7)" in summary
+    assert "## At each policy's own training setting" in report
+    assert evaluated.metrics["eval/dpo/own_setting/gold_reward"] == own["gold_reward"]["mean"]
+
+
+def test_fluency_measures_are_in_the_table(evaluated):
+    metrics, rows = _metrics(evaluated), _samples(evaluated)
+    for name, m in metrics["policies"].items():
+        flags = [r["well_formed"] for r in rows if r["policy"] == name]
+        assert m["well_formed"]["mean"] == pytest.approx(sum(flags) / len(flags))
+        assert 0 <= m["repeated_3grams"]["mean"] < 1
+    # The SFT policy writes reviews; noise on every weight breaks some of them.
+    assert metrics["policies"]["sft"]["well_formed"]["mean"] > 0.5
+    assert metrics["policies"]["dpo"]["well_formed"]["mean"] < metrics["policies"]["sft"]["well_formed"]["mean"]
+    assert "well-formed" in (evaluated.path / "report.md").read_text()
+
+
 def test_report_lists_every_policy_with_plots(evaluated):
     report = (evaluated.path / "report.md").read_text()
     assert "## Policy: sft" in report and "## Policy: dpo" in report
@@ -150,7 +183,7 @@ def test_report_states_the_disjoint_prompt_split_and_the_train_vs_held_out_gap(e
 
 
 def test_same_seed_reproduces_identical_metrics(evaluated, sft_artifact, perturbed_dpo, reward_artifact, tmp_path):
-    extra = [f"policies.dpo={perturbed_dpo}", f"reward_model={reward_artifact}"]
+    extra = [f"policies.dpo={perturbed_dpo}", f"reward_model={reward_artifact}", "also_own_setting=true"]
     again = run_stage(eval_stage, _eval_config(tmp_path, sft_artifact.path, *extra), log=lambda _: None)
     assert _metrics(again) == _metrics(evaluated)
     assert _samples(again) == _samples(evaluated)

@@ -14,7 +14,7 @@ import pytest
 
 from ppo_fixtures import build_reward_artifact, single_thread  # noqa: F401 (single_thread is autouse)
 from rlhf.artifacts import ArtifactError, open_artifact
-from rlhf.best_of_n import kl_bound
+from rlhf.logprobs import best_of_n_kl_bound
 from rlhf.config import ConfigError, load_config
 from rlhf.models import load_causal_lm
 from rlhf.policies import POLICY_KINDS
@@ -89,7 +89,7 @@ def test_eval_samples_every_new_policy_and_bounds_best_of_n_kl(tmp_path, trained
     report = run_stage(eval_stage, config, log=lambda _: None)
     metrics = json.loads((report / "metrics.json").read_text())["policies"]
     assert set(metrics) == {"sft", *policies}
-    bound = kl_bound(3)
+    bound = best_of_n_kl_bound(3)
     assert metrics["best_of_n"]["kl"]["mean"] == pytest.approx(bound) and "bound" in metrics["best_of_n"]["kl_note"]
     # Best-of-3 by the reward model scores higher on it than one SFT sample per prompt, on average
     # (expected gap 0.85 std of one score; 16 prompts put the chance of a miss below 1%).

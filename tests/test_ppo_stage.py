@@ -35,9 +35,9 @@ def run_ppo(config, on_step_end=None):
     return ppo.run(config, open_inputs(ppo, config), on_step_end=on_step_end)
 
 
-def mean_gold(path, prompts, seed=0) -> float:
+def mean_gold(path, prompts, temperature, seed=0) -> float:
     model, tokenizer = load_causal_lm(path), load_tokenizer(path)
-    responses = sample(model, tokenizer, prompts, SamplingConfig(temperature=0.7, max_new_tokens=24), num_samples=2,
+    responses = sample(model, tokenizer, prompts, SamplingConfig(temperature=temperature, max_new_tokens=24), num_samples=2,
                        seed=seed, progress=False)
     return sum(gold_reward(join(p, r) for p, rs in zip(prompts, responses) for r in rs)) / (2 * len(prompts))
 
@@ -52,7 +52,9 @@ def test_ppo_raises_gold_reward_with_bounded_kl(tmp_path, sft_artifact, reward_f
     artifact = run_ppo(config)
 
     prompts = held_out_prompts(config.data, 64)
-    before, after = mean_gold(sft_artifact.path, prompts), mean_gold(artifact.path, prompts)
+    # Both at the temperature PPO trained at (the artifact records it for the eval stage).
+    assert artifact.manifest["training_sampling"]["temperature"] == config.temperature
+    before, after = (mean_gold(path, prompts, config.temperature) for path in (sft_artifact.path, artifact.path))
     print(f"{reward_fixture}: held-out gold reward sft {before:.3f} -> ppo {after:.3f}; metrics {artifact.metrics}")
     assert after - before > MIN_GOLD_GAIN
     history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -131,3 +132,67 @@ def test_empty_test_split_is_a_clear_error(tmp_path):
         data.save_to_disk(str(out.path / "data"))
     with pytest.raises(ArtifactError, match="empty 'test' or 'train' split"):
         load_pairs(open_artifact(tmp_path / "prefs", "preferences"))
+
+
+@pytest.fixture(scope="module")
+def ensemble_artifact(tmp_path_factory, sft_artifact, preferences_artifact):
+    """Two members, a short run each (the wiring, not the accuracy, is under test)."""
+    config = reward_config(tmp_path_factory.mktemp("ensemble_run"), sft_artifact, preferences_artifact,
+                           "ensemble_size=2", "train.max_steps=12", "num_eval_prompts=16")
+    return run_stage(reward, config, log=lambda _: None)
+
+
+def _pair_texts(preferences_artifact) -> list[str]:
+    test = load_from_disk(str(preferences_artifact / "data"))["test"]
+    return [join(p, r) for p, c, r in zip(test["prompt"], test["chosen"], test["rejected"]) for r in (c, r)]
+
+
+@pytest.mark.slow
+def test_ensemble_members_differ_and_objectives_combine_them(ensemble_artifact, preferences_artifact):
+    from rlhf.reward_model import EnsembleObjective
+
+    texts = _pair_texts(preferences_artifact)
+    rm = RewardModel.load(ensemble_artifact.path)
+    assert rm.ensemble_size == 2 and (ensemble_artifact / "members" / "1" / "normalization.json").is_file()
+    members = rm.member_scores(texts)
+    assert members.shape == (2, len(texts)) and (members[0] - members[1]).abs().mean() > 0.05  # seed + bootstrap
+    assert torch.equal(members[0], rm.normalized_scores(texts))  # member 0 is the top-level model
+    mean = rm.score(texts)  # the default objective
+    assert torch.allclose(mean, members.mean(0))
+    worst = RewardModel.load(ensemble_artifact.path, objective=EnsembleObjective("worst_case")).score(texts)
+    assert (worst <= mean).all() and (worst < mean).any()
+    cautious = RewardModel.load(ensemble_artifact.path, objective=EnsembleObjective("uncertainty_weighted", 2.0))
+    assert torch.allclose(cautious.score(texts), mean - 2.0 * members.std(0, correction=0))
+    m = ensemble_artifact.metrics
+    assert m["ensemble_size"] == 2 and 0 <= m["eval/member_1/rewards/accuracies"] <= 1
+    assert m["reference/ensemble_std"] > 0 and "eval/ensemble/rewards/accuracies" in m
+
+
+@pytest.mark.slow
+def test_ppo_trains_on_an_ensemble_with_the_chosen_objective(ensemble_artifact, sft_artifact, tmp_path, monkeypatch):
+    from ppo_fixtures import ppo_config
+    from rlhf import reward_model
+    from rlhf.stage import open_inputs
+    from rlhf.stages import ppo
+
+    used = []
+    combine = reward_model.combine_scores
+    monkeypatch.setattr(reward_model, "combine_scores", lambda s, o, c: used.append((s.shape[0], o)) or combine(s, o, c))
+    config = ppo_config(tmp_path, sft_artifact, ensemble_artifact, "total_episodes=64", "rollout_batch_size=32",
+                        "mini_batch_size=16", "micro_batch_size=16", "num_ppo_epochs=1", "response_length=12",
+                        "checkpoint_every=0", "eval_prompts=0", "reward_ensemble.objective=worst_case")
+    art = ppo.run(config, open_inputs(ppo, config))
+    assert used and set(used) == {(2, "worst_case")}  # every rollout scored by both members, worst case
+    history = [json.loads(line) for line in (art / "log_history.jsonl").read_text().splitlines()]
+    assert len(history) == 2 and all(math.isfinite(row["objective/scores"]) for row in history)
+
+
+def test_combine_scores_objectives_on_known_values():
+    from rlhf.reward_model import combine_scores
+
+    scores = torch.tensor([[1.0, -1.0, 0.0], [3.0, -1.0, 2.0]])
+    assert combine_scores(scores).tolist() == [2.0, -1.0, 1.0]
+    assert combine_scores(scores, "worst_case").tolist() == [1.0, -1.0, 0.0]
+    assert combine_scores(scores, "uncertainty_weighted", 0.5).tolist() == [1.5, -1.0, 0.5]
+    with pytest.raises(ValueError, match="unknown ensemble objective"):
+        combine_scores(scores, "median")

@@ -1,7 +1,6 @@
 """SFT stage on the embedded task, plus the hub-style loading path on a locally saved tiny model/dataset."""
 
 import json
-import re
 
 import pytest
 import torch
@@ -16,9 +15,8 @@ from rlhf.models import is_adapter, load_causal_lm, load_tokenizer
 from rlhf.sampling import SamplingConfig, sample
 from rlhf.stage import run_stage
 from rlhf.stages import sft
+from rlhf.tasks.reviews import is_well_formed
 from rlhf.tokenizer import train_tokenizer
-
-SENTENCE = re.compile(r"^( [A-Z][^.!?]*[.!?])+$")  # one or more capitalised sentences after the prompt
 
 
 def test_sft_lowers_held_out_loss(sft_artifact):
@@ -31,7 +29,7 @@ def test_sft_samples_are_mostly_well_formed_reviews(sft_artifact):
     tokenizer = load_tokenizer(sft_artifact.path)
     prompts = load_task(DataConfig(num_examples=600))["test"]["prompt"][:40]
     responses = [r[0] for r in sample(model, tokenizer, prompts, SamplingConfig(max_new_tokens=48), seed=1, progress=False)]
-    well_formed = [r for r in responses if SENTENCE.match(r) and len(r.split()) >= 4]
+    well_formed = [r for r in responses if is_well_formed(r)]
     assert len(well_formed) >= 0.7 * len(responses), responses
 
 

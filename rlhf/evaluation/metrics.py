@@ -74,3 +74,14 @@ def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, n_resa
     res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                           method="percentile", rng=np.random.default_rng(seed))
     return Estimate(mean, float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def repeated_ngram_rate(text: str, n: int = 3) -> float:
+    """Fraction of a text's word n-grams that repeat an earlier n-gram of the same text (0 if it has none).
+
+    A degenerate policy loops ("great great great", "was amazing and was amazing and"); distinct-n
+    pools all samples and misses a loop inside each. Words (whitespace split), as in ``distinct_n``.
+    """
+    words = text.split()
+    ngrams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(ngrams)) / len(ngrams) if ngrams else 0.0

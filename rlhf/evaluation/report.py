@@ -18,6 +18,8 @@ METRIC_LABELS = {
     "kl_k1": "KL k1",
     "kl_k3": "KL k3",
     "response_length": "length (tokens)",
+    "well_formed": "well-formed fraction",
+    "repeated_3grams": "repeated word 3-grams",
     "win_rate": "win rate vs reference",
 }
 
@@ -47,6 +49,29 @@ def fmt_ci(est: dict[str, float] | None) -> str:
     return f"{fmt(est['mean'])} [{fmt(est['low'])}, {fmt(est['high'])}]"
 
 
+def trained_at(m: dict[str, Any]) -> str:
+    """The policy's training temperature, flagged when it is not the temperature of the table's samples."""
+    trained = m.get("training_sampling")
+    if trained is None:
+        return "unknown (!)"
+    return f"T={trained['temperature']:g}" + ("" if m["same_temperature"] else " (!)")
+
+
+def footing_lines(metrics: dict[str, Any]) -> list[str]:
+    """What setting the summary table is at, and which policies were optimised under another."""
+    temperature = metrics["sampling"]["temperature"]
+    off = {name: m for name, m in metrics["policies"].items() if not m.get("same_temperature")}
+    if not off:
+        return [f"Every policy was optimised at the table's temperature ({temperature:g})."]
+    described = ", ".join(
+        f"{md_escape(name)} ({'not recorded' if m.get('training_sampling') is None else 'trained at T=%g' % m['training_sampling']['temperature']})"
+        for name, m in off.items())
+    own = any(m.get("own_setting") for m in metrics["policies"].values())
+    return [f"(!) Not at their training temperature in this table: {described}. Every row is sampled at "
+            f"T={temperature:g}; " + ("see the next table for each at its own setting."
+                                       if own else "set also_own_setting=true for a table at each policy's own setting.")]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
@@ -61,8 +86,9 @@ def render_report(metrics: dict[str, Any], samples: list[dict[str, Any]], plots:
         "",
         f"- reference policy (KL and win-rate baseline): `{metrics['reference']['path']}`",
         f"- reward model: `{metrics['reward_model']}`" if metrics["reward_model"] else "- reward model: none (RM score skipped)",
-        f"- {metrics['num_prompts']} held-out prompts, one sample each, seed {metrics['seed']}, "
-        f"temperature {metrics['sampling']['temperature']}, at most {metrics['sampling']['max_new_tokens']} new tokens",
+        f"- {metrics['num_prompts']} held-out prompts, one sample each, seed {metrics['seed']}; every policy sampled "
+        f"at one setting: temperature {metrics['sampling']['temperature']}, at most "
+        f"{metrics['sampling']['max_new_tokens']} new tokens (column 'trained at': the temperature each was optimised at)",
         *(split_lines(metrics["data_split"], metrics["num_prompts"]) if metrics.get("data_split") else []),
         f"- intervals: {conf} Student-t for means, {conf} percentile bootstrap for the win rate "
         "(ties count half)",
@@ -72,15 +98,29 @@ def render_report(metrics: dict[str, Any], samples: list[dict[str, Any]], plots:
         "## Summary",
         "",
     ]
-    header = ["policy", "kind", f"gold reward ({conf} CI)", "RM score", "KL exact", "KL k1", "KL k3",
-              "length", "distinct-1", "distinct-2", "win rate vs ref"]
+    header = ["policy", "kind", "trained at", f"gold reward ({conf} CI)", "RM score", "KL exact", "KL k1", "KL k3",
+              "length", "well-formed", "rep. 3-grams", "distinct-1", "distinct-2", "win rate vs ref"]
     rows = [
-        [md_escape(name), m["kind"], fmt_ci(m["gold_reward"]), fmt_ci(m.get("rm_score")), fmt_ci(m["kl"]),
-         fmt(m["kl_k1"]["mean"]), fmt(m["kl_k3"]["mean"]), fmt(m["response_length"]["mean"], 1),
-         fmt(m["distinct_1"]), fmt(m["distinct_2"]), fmt_ci(m["win_rate"])]
+        [md_escape(name), m["kind"], trained_at(m), fmt_ci(m["gold_reward"]), fmt_ci(m.get("rm_score")),
+         fmt_ci(m["kl"]), fmt(m["kl_k1"]["mean"]), fmt(m["kl_k3"]["mean"]), fmt(m["response_length"]["mean"], 1),
+         fmt(m["well_formed"]["mean"], 2), fmt(m["repeated_3grams"]["mean"], 2), fmt(m["distinct_1"]),
+         fmt(m["distinct_2"]), fmt_ci(m["win_rate"])]
         for name, m in policies.items()
     ]
     lines += _table(header, rows)
+    lines += ["", *footing_lines(metrics)]
+    own = {name: m["own_setting"] for name, m in policies.items() if m.get("own_setting")}
+    if own:
+        lines += ["", "## At each policy's own training setting", "",
+                  "Only policies optimised under another setting than the summary table's; the reference is sampled "
+                  "at the same setting for the KL (computed at that temperature) and the win rate. Do not compare "
+                  "these rows with the summary table's.", ""]
+        lines += _table(
+            ["policy", "temperature", "max new tokens", f"gold reward ({conf} CI)", "RM score", "KL exact",
+             "well-formed", "win rate vs ref"],
+            [[md_escape(name), f"{o['sampling']['temperature']:g}", str(o["sampling"]["max_new_tokens"]),
+              fmt_ci(o["gold_reward"]), fmt_ci(o.get("rm_score")), fmt_ci(o["kl"]), fmt(o["well_formed"]["mean"], 2),
+              fmt_ci(o["win_rate"])] for name, o in own.items()])
 
     for name, m in policies.items():
         lines += ["", f"## Policy: {md_escape(name)}", "",

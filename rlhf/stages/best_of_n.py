@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from accelerate import PartialState
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact
-from rlhf.best_of_n import kl_bound, sample_best_of_n, write_recipe
+from rlhf.best_of_n import sample_best_of_n, write_recipe
+from rlhf.logprobs import best_of_n_kl_bound
 from rlhf.config import ConfigError, DataConfig, option
 from rlhf.data import train_prompts
 from rlhf.models import load_tokenizer
-from rlhf.policies import BEST_OF_N, POLICY_KINDS, load_policy
+from rlhf.policies import BEST_OF_N, POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
 from rlhf.reward_model import RewardModel
 from rlhf.sampling import SamplingConfig
 
@@ -52,6 +53,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
         tokenizer.save_pretrained(str(out.path))  # the eval stage checks every policy's vocabulary
         write_recipe(out.path, inputs["policy"].path, inputs["reward_model"].path, config.n)
+        out.extra[TRAINING_SAMPLING] = sampling_record(
+            config.sampling.temperature, config.sampling.max_new_tokens, "the setting its n samples were drawn at here")
         out.metrics.update({"eval/gold_reward": samples.mean("gold"), "eval/rm_score": samples.mean("rm"),
-                            "objective/kl_bound": kl_bound(config.n), "n": config.n})
+                            "objective/kl_bound": best_of_n_kl_bound(config.n), "n": config.n})
     return open_artifact(config.output_dir, KIND)

@@ -25,9 +25,10 @@ from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import load_tokenizer, peft_config, save_model
-from rlhf.policies import POLICY_KINDS, load_policy
+from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
 from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
 from rlhf.sampling import SamplingConfig
+from rlhf.tasks.reviews import well_formed_rate
 
 KIND = "dpo"
 DPOOptions = trainer_options(DPOConfig, {
@@ -99,6 +100,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     gold_sft, gold_dpo = sft.mean("gold"), dpo.mean("gold")
 
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
+        out.extra[TRAINING_SAMPLING] = sampling_record(
+            1.0, None, "the DPO loss uses the log-probs of whole responses at temperature 1")
         if trainer.accelerator.is_main_process:
             save_model(policy, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / LOG_HISTORY, trainer.state.log_history)
@@ -123,6 +126,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             "eval/gold_reward_sft": gold_sft,
             "eval/gold_reward_gain": gold_dpo - gold_sft,
             "objective/kl": dpo.mean("kl"),
+            "eval/well_formed": well_formed_rate(dpo.responses),
+            "eval/well_formed_sft": well_formed_rate(sft.responses),
             "train/steps": trainer.state.global_step,
             "train/pairs": len(pairs["train"]),
         })

@@ -1,13 +1,17 @@
-"""Evaluate policies on held-out prompts: gold reward, RM score, KL to the reference, diversity, win rate.
+"""Evaluate policies on held-out prompts: gold reward, RM score, KL to the reference, diversity,
+well-formedness, win rate.
 
-Every policy is sampled on the same prompts with the same seeds; the report (report.md, plots,
+Every policy is sampled on the same prompts with the same seeds at ONE declared setting
+(``sampling``), whatever each was trained at; a policy whose manifest says it was optimised at
+another temperature is flagged, and ``also_own_setting`` adds a second table with each such policy
+at its own training setting (issue 12, "equal footing"). The report (report.md, plots,
 metrics.json, samples.jsonl) is written into an "eval" artifact.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,15 +20,17 @@ from rlhf.artifacts import PRODUCERS, Artifact, ArtifactError, LOG_HISTORY, open
 from rlhf.config import ConfigError, DataConfig, option
 from rlhf.data import check_held_out, held_out_prompts, split_summary, train_prompts
 from rlhf.evaluation.generalization import train_vs_held_out
-from rlhf.evaluation.metrics import Estimate, bootstrap_interval, distinct_n, t_interval, win_outcomes
+from rlhf.evaluation.metrics import (Estimate, bootstrap_interval, distinct_n, repeated_ngram_rate, t_interval,
+                                     win_outcomes)
 from rlhf.evaluation.plots import curve, frontier_plot, read_log_history, training_curves_plot
 from rlhf.evaluation.report import render_report
 from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
 from rlhf.models import load_causal_lm, load_tokenizer
 from rlhf import best_of_n
-from rlhf.policies import BEST_OF_N, POLICY_KINDS, SAMPLED_POLICY_KINDS
+from rlhf.policies import BEST_OF_N, POLICY_KINDS, SAMPLED_POLICY_KINDS, training_sampling
 from rlhf.reward_model import RewardModel
 from rlhf.sampling import SamplingConfig
+from rlhf.tasks.reviews import is_well_formed
 
 KIND = "eval"
 
@@ -51,7 +57,13 @@ class Config:
     num_prompts: int = option(128, "held-out prompts to evaluate (one sample per prompt and policy), at least 2")
     sampling: SamplingConfig = option(
         SamplingConfig(), "temperature sampling; top_p/top_k must stay off so KL is measured on the "
-        "distribution actually sampled. batch_size also sets the log-prob batch",
+        "distribution actually sampled. batch_size also sets the log-prob batch. Every policy in the main "
+        "table is sampled at this one setting (default temperature 1.0, what SFT and DPO optimise)",
+    )
+    also_own_setting: bool = option(
+        False, "also sample every policy whose manifest records another training setting (training_sampling: "
+        "temperature, response length; e.g. PPO at 0.7) at that setting, reported in a separate table with KL and "
+        "win rate (vs the reference at the same setting) measured there",
     )
     confidence: float = option(0.95, "confidence level of the intervals")
     bootstrap_resamples: int = option(2000, "bootstrap resamples for the win-rate interval")
@@ -118,9 +130,27 @@ def _check_tokenizer(name: str, policy: Artifact, reference: Artifact, ref_token
                            f"tokenizer vocabularies differ ({len(tokenizer)} vs {len(ref_tokenizer)} tokens)")
 
 
+def own_setting(trained: dict | None, sampling: SamplingConfig) -> SamplingConfig | None:
+    """A policy's own training setting (its manifest's record) as a SamplingConfig; None if it is ``sampling``
+    or unknown. A record without a response length (trained on whole texts) keeps the eval's limit."""
+    if trained is None:
+        return None
+    own = replace(sampling, temperature=trained["temperature"],
+                  max_new_tokens=trained.get("max_new_tokens") or sampling.max_new_tokens)
+    return None if own == sampling else own
+
+
+def _footing(trained: dict | None, sampling: SamplingConfig) -> dict:
+    """How the eval setting relates to the policy's training setting: the report flags any mismatch."""
+    return {"training_sampling": trained,
+            "same_temperature": None if trained is None else trained["temperature"] == sampling.temperature}
+
+
 def _summary(samples: PolicySamples, baseline_gold: list[float], config: Config) -> dict:
     ci = lambda values: t_interval(values, config.confidence).as_dict()  # noqa: E731
     return {
+        "well_formed": ci([float(is_well_formed(r)) for r in samples.responses]),
+        "repeated_3grams": ci([repeated_ngram_rate(r, 3) for r in samples.responses]),
         "gold_reward": ci(samples.gold),
         "rm_score": ci(samples.rm) if samples.rm is not None else None,
         "kl": ci(samples.kl),
@@ -148,15 +178,20 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     reference = load_causal_lm(ref_art.path).to(device).eval()
     reward_model = RewardModel.load(inputs["reward_model"].path, device) if "reward_model" in inputs else None
 
-    def sample(policy) -> PolicySamples:
-        return sample_and_score(policy, tokenizer, prompts, config.sampling, config.seed, reference=reference,
-                                reward_model=reward_model)
+    # Samples are cached by (artifact fingerprint, setting): an artifact with identical content
+    # (e.g. policies.sft = the reference) is sampled only once per setting.
+    sampled: dict[tuple, PolicySamples] = {}
 
-    # The baseline for win rates: the reference's own samples under the same seeds (its KL to
-    # itself is computed like any policy's). Samples are cached by artifact fingerprint: an
-    # artifact with identical content (e.g. policies.sft = the reference) is sampled only once.
-    sampled = {ref_art.fingerprint: sample(reference)}
-    baseline = sampled[ref_art.fingerprint]
+    def sample(art: Artifact, load, setting: SamplingConfig) -> PolicySamples:
+        key = (art.fingerprint, setting.temperature, setting.max_new_tokens)
+        if key not in sampled:
+            sampled[key] = sample_and_score(load(), tokenizer, prompts, setting, config.seed, reference=reference,
+                                            reward_model=reward_model)
+        return sampled[key]
+
+    # The baseline for win rates: the reference's own samples under the same seeds and setting (its
+    # KL to itself is computed like any policy's).
+    baseline = sample(ref_art, lambda: reference, config.sampling)
     held_out_scores = {"reference": {"gold": baseline.gold, "rm": baseline.rm}}
 
     metrics: dict = {
@@ -167,26 +202,43 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     }
     rows, histories = [], {}
     for name, art in policies.items():
-        if art.fingerprint not in sampled and art.kind == BEST_OF_N:
-            sampled[art.fingerprint] = _sample_best_of_n(art, tokenizer, prompts, config, device)
-        if art.fingerprint not in sampled:
-            policy = load_causal_lm(art.path).to(device).eval()
-            if policy.config.vocab_size != reference.config.vocab_size:
-                raise _vocab_error(name, art, ref_art, f"output vocab sizes differ "
-                                   f"({policy.config.vocab_size} vs {reference.config.vocab_size})")
-            sampled[art.fingerprint] = sample(policy)
-            del policy
-        samples = sampled[art.fingerprint]
+        loaded = []
+
+        def load(name=name, art=art, loaded=loaded):
+            if not loaded:
+                policy = load_causal_lm(art.path).to(device).eval()
+                if policy.config.vocab_size != reference.config.vocab_size:
+                    raise _vocab_error(name, art, ref_art, f"output vocab sizes differ "
+                                       f"({policy.config.vocab_size} vs {reference.config.vocab_size})")
+                loaded.append(policy)
+            return loaded[0]
+
+        trained = training_sampling(art)
+        if art.kind == BEST_OF_N:  # no weights of its own: n samples of its base policy, the RM's best kept
+            key = (art.fingerprint, config.sampling.temperature, config.sampling.max_new_tokens)
+            if key not in sampled:
+                sampled[key] = _sample_best_of_n(art, tokenizer, prompts, config, device)
+            samples = sampled[key]
+        else:
+            samples = sample(art, load, config.sampling)
         held_out_scores[name] = {"gold": samples.gold, "rm": samples.rm}
         metrics["policies"][name] = {"path": str(art.path), "kind": art.kind, "fingerprint": art.fingerprint,
-                                     **_summary(samples, baseline.gold, config)}
+                                     **_footing(trained, config.sampling), **_summary(samples, baseline.gold, config),
+                                     "own_setting": None}
         if art.kind == BEST_OF_N:
             metrics["policies"][name]["kl_note"] = best_of_n.KL_NOTE
+        own = own_setting(trained, config.sampling) if config.also_own_setting and art.kind != BEST_OF_N else None
+        if own is not None:  # the policy and the reference both at the policy's training setting
+            own_baseline = sample(ref_art, lambda: reference, own)
+            metrics["policies"][name]["own_setting"] = {
+                "sampling": asdict(own), **_summary(sample(art, load, own), own_baseline.gold, config)}
+        del loaded
         for i, prompt in enumerate(prompts):
             rows.append({
                 "policy": name, "prompt_id": f"test-{i}", "prompt": prompt, "response": samples.responses[i],
                 "gold_reward": samples.gold[i], "rm_score": samples.rm[i] if samples.rm else None, "kl": samples.kl[i],
                 "kl_k1": samples.kl_k1[i], "kl_k3": samples.kl_k3[i], "length": samples.lengths[i],
+                "well_formed": is_well_formed(samples.responses[i]),
                 "reference_response": baseline.responses[i], "reference_gold_reward": baseline.gold[i],
             })
         histories[name] = read_log_history(art.path / LOG_HISTORY)
@@ -200,10 +252,14 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
         write_outputs(out.path, config, metrics, rows, histories)
         for name, m in metrics["policies"].items():
-            for key in ("gold_reward", "rm_score", "kl", "kl_k1", "kl_k3", "response_length", "win_rate"):
+            for key in ("gold_reward", "rm_score", "kl", "kl_k1", "kl_k3", "response_length", "win_rate",
+                        "well_formed", "repeated_3grams"):
                 if m[key] is not None:
                     out.metrics[f"eval/{name}/{key}"] = m[key]["mean"]
             out.metrics[f"eval/{name}/distinct_2"] = m["distinct_2"]
+            if m["own_setting"]:
+                for key in ("gold_reward", "kl", "well_formed", "win_rate"):
+                    out.metrics[f"eval/{name}/own_setting/{key}"] = m["own_setting"][key]["mean"]
         for name, g in metrics["generalization"].items():
             out.metrics.update({f"eval/{name}/{key}": g[key] for key in ("gold_train", "gold_gap")})
     return open_artifact(config.output_dir, KIND)  # rlhf.cli / pipelines.run print the report path

@@ -6,17 +6,19 @@ import shutil
 from dataclasses import dataclass
 from typing import Callable
 
+from accelerate import PartialState
+
 from rlhf.artifacts import Artifact, open_artifact, write_artifact, work_dir
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model, set_dropout
-from rlhf.policies import POLICY_KINDS
+from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, sampling_record
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.modeling import normalised_critic
 from rlhf.ppo.tracking import HISTORY_FILE, SAMPLES_FILE
 from rlhf.ppo.trainer import PPOTrainer
-from rlhf.reward_model import RewardModel
+from rlhf.reward_model import EnsembleObjective, RewardModel
 from rlhf.sampling import SamplingConfig
 
 KIND = "ppo"
@@ -33,6 +35,9 @@ class Config(PPOConfig):
     data: DataConfig = option(DataConfig(), "prompts: the train split's prompts for rollouts, the test split's for eval")
     lora: LoraConfig = option(LoraConfig(), "LoRA adapters; the reference is then the adapter-disabled base (one backbone)")
     resume: bool = option(True, "continue from the last checkpoint in ${run_dir}/.work/ppo after a kill", hashed=False)
+    reward_ensemble: EnsembleObjective = option(
+        EnsembleObjective(), "how the members of an ensemble reward artifact (reward stage ensemble_size > 1) are "
+        "combined into the PPO reward; no effect on a single reward model")
     eval_prompts: int = option(64, "training-split prompts sampled before and after training for eval/* metrics (0 = skip); "
         "the held-out prompts are left to the eval stage")
 
@@ -55,7 +60,8 @@ def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
         policy = get_peft_model(policy, peft_config(config.lora))
     else:
         ref_policy = load_causal_lm(inputs["policy"].path)
-    reward_model = RewardModel.load(inputs["reward_model"].path)
+    # An ensemble's members 1..K-1 go to the process's device here: the trainer moves only ``.model``.
+    reward_model = RewardModel.load(inputs["reward_model"].path, PartialState().device, config.reward_ensemble)
     critic = None
     if config.value_model == "separate":
         if reward_model.tokenizer.get_vocab() != tokenizer.get_vocab():
@@ -93,6 +99,8 @@ def run(config: Config, inputs: dict[str, Artifact],
     history = trainer.train(resume=config.resume, on_step_end=on_step_end)
 
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
+        out.extra[TRAINING_SAMPLING] = sampling_record(
+            config.temperature, config.response_length, "PPO rollouts: temperature and response_length")
         if acc.is_main_process:
             save_model(trainer.policy(), trainer.tokenizer, out.path, merge=config.lora.merge)
             for name in (HISTORY_FILE, SAMPLES_FILE):

@@ -25,7 +25,7 @@ from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import load_tokenizer, peft_config, save_model
-from rlhf.policies import POLICY_KINDS, load_policy
+from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
 from rlhf.reward_model import RewardModel
 from rlhf.sampling import SamplingConfig
 
@@ -102,6 +102,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         if PartialState().is_main_process:
             save_model(model, tokenizer, out.path, merge=True)
             write_log_history(out.path / LOG_HISTORY, history)
+            out.extra[TRAINING_SAMPLING] = sampling_record(
+                1.0, None, "supervised fine-tuning (on best-of-n samples): fits the full distribution, like SFT")
             out.extra["rounds"] = per_round  # the rounds run by this process (resumed ones are not repeated)
             out.extra["samples"] = [{"prompt": p, "sft": s, KIND: a} for p, s, a in
                                     list(zip(eval_prompts, before.responses, after.responses))[:16]]

@@ -21,7 +21,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, se
 from trl import RewardConfig, RewardTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, ArtifactError, open_artifact, write_artifact, write_log_history, work_dir
-from rlhf.config import DataConfig, LoraConfig, option, trainer_options
+from rlhf.config import ConfigError, DataConfig, LoraConfig, option, trainer_options
 from rlhf.console import attach, keep_logs
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
@@ -29,7 +29,7 @@ from rlhf.hardware import precision_options
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS
 from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
-from rlhf.reward_model import NORMALIZATION_FILE, SCORING_FILE, RewardModel
+from rlhf.reward_model import MEMBERS_DIR, NORMALIZATION_FILE, SCORING_FILE, RewardModel
 from rlhf.sampling import SamplingConfig, join
 
 KIND = "reward"
@@ -59,6 +59,13 @@ class Config:
     samples_per_prompt: int = option(2, "reference samples per held-out prompt")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling of the reference policy's responses")
     calibration_bins: int = option(5, "confidence bins of the calibration table (over [0.5, 1])")
+    ensemble_size: int = option(
+        1, "reward models trained in sequence into one artifact (member k: seed + k); PPO then combines their "
+        "scores by its reward_ensemble.objective (mean, worst_case, uncertainty_weighted; Coste et al. 2024, "
+        "https://arxiv.org/abs/2310.02743). 1 = a single model")
+    ensemble_bootstrap: bool = option(
+        True, "ensemble members 1..K-1 train on a bootstrap resample (with replacement) of the training pairs; "
+        "false = every member on all pairs, only the seed differs. Member 0 always trains on all pairs")
     train: RewardOptions = option(
         RewardOptions(), "trl.RewardConfig options (its fields and transformers.TrainingArguments'); null = TRL's default")
 
@@ -70,6 +77,7 @@ def _is_artifact_path(config: Config, path: str) -> bool:
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
+    validate(config)
     needed = {"preferences": (config.preferences, PREFERENCES), "reference": (config.reference, POLICY_KINDS)}
     if _is_artifact_path(config, config.base):
         needed["base"] = (config.base, POLICY_KINDS)
@@ -114,25 +122,42 @@ def markdown_table(rows: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
-    pairs = load_pairs(inputs["preferences"])
-    base_path = inputs["base"].path if "base" in inputs else config.base
-    tokenizer = load_tokenizer(base_path)
-    model = load_base(base_path, config.seed)
-    fit_embeddings(model, tokenizer)
+def validate(config: Config) -> None:
+    if config.ensemble_size < 1:
+        raise ConfigError(f"ensemble_size={config.ensemble_size} must be >= 1 (1 = a single reward model)")
 
-    work = work_dir(config)
+
+def train_member(config: Config, base_path, pairs, member: int) -> RewardTrainer:
+    """Train one reward model (ensemble member ``member``: seed + member, bootstrap pairs for member > 0)."""
+    seed = config.seed + member
+    tokenizer = load_tokenizer(base_path)
+    model = load_base(base_path, seed)
+    fit_embeddings(model, tokenizer)
+    train_pairs = pairs["train"]
+    if member > 0 and config.ensemble_bootstrap:
+        rng = np.random.default_rng(seed)
+        train_pairs = train_pairs.select(rng.integers(0, len(train_pairs), len(train_pairs)))
+    work = work_dir(config) / (f"member-{member}" if member else "")
     args = config.train.build(
-        output_dir=str(work), seed=config.seed, save_strategy="no",
+        output_dir=str(work), seed=seed, save_strategy="no",
         eval_strategy="epoch", per_device_eval_batch_size=64, **precision_options(model),
     )
     trainer = RewardTrainer(
-        model=model, args=args, train_dataset=pairs["train"].select_columns(PAIR_COLUMNS),
+        model=model, args=args, train_dataset=train_pairs.select_columns(PAIR_COLUMNS),
         eval_dataset=pairs["test"].select_columns(PAIR_COLUMNS), processing_class=tokenizer,
         peft_config=peft_config(config.lora, task_type="SEQ_CLS"),
     )
     attach(trainer, KIND, work / "runs")
     trainer.train()
+    return trainer
+
+
+def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
+    validate(config)
+    pairs = load_pairs(inputs["preferences"])
+    base_path = inputs["base"].path if "base" in inputs else config.base
+    trainer = train_member(config, base_path, pairs, 0)
+    tokenizer, args, work = trainer.processing_class, trainer.args, work_dir(config)
     final_eval = trainer.evaluate()
 
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
@@ -149,7 +174,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             (out.path / "calibration.json").write_text(json.dumps(table, indent=2))
             out.extra["calibration_table"] = markdown_table(table)
 
-            samples, raw = reference_scores(config, inputs["reference"], rm)
+            samples, texts = reference_samples(config, inputs["reference"], rm)
+            raw = rm.raw_scores(texts)
             mean, std = float(raw.mean()), float(raw.std().clamp(min=1e-6))
             (out.path / NORMALIZATION_FILE).write_text(json.dumps({"mean": mean, "std": std}))
             correlation = float(spearmanr(raw.numpy(), samples.gold).statistic)
@@ -168,6 +194,10 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
                 "train/pairs": len(pairs["train"]),
                 "eval/pairs": len(pairs["test"]),
             })
+        if config.ensemble_size > 1:  # every rank trains (a trainer is collective); the main process saves
+            main = trainer.accelerator.is_main_process
+            out.metrics.update(train_ensemble(config, base_path, pairs, out.path, texts if main else [],
+                                              samples.gold if main else []))
     if trainer.accelerator.is_main_process:
         shutil.rmtree(work, ignore_errors=True)
     return open_artifact(config.output_dir, KIND)
@@ -179,14 +209,46 @@ def pair_margins(rm: RewardModel, pairs) -> np.ndarray:
             - rm.raw_scores([join(p, r) for p, r in zip(pairs["prompt"], pairs["rejected"])])).numpy()
 
 
-def reference_scores(config: Config, reference: Artifact, rm: RewardModel):
-    """Raw scores of the reference policy's samples on training-split prompts (the normalization sample)."""
+def reference_samples(config: Config, reference: Artifact, rm: RewardModel):
+    """The reference policy's samples on training-split prompts (the normalization sample) and their texts."""
     policy = load_causal_lm(reference.path).to(next(rm.model.parameters()).device)
     prompts = train_prompts(config.data, config.num_eval_prompts)  # PPO normalizes on the prompts it rolls out on
     samples = sample_and_score(policy, load_tokenizer(reference.path), prompts, config.sampling, config.seed,
                                num_samples=config.samples_per_prompt)
     del policy
-    return samples, rm.raw_scores([join(p, r) for p, r in zip(samples.prompts, samples.responses)])
+    return samples, [join(p, r) for p, r in zip(samples.prompts, samples.responses)]
+
+
+def train_ensemble(config: Config, base_path, pairs, path: Path, texts: list[str], gold: list[float]) -> dict:
+    """Members 1..K-1 into ``path/members/<k>/``, each normalized on the reference samples ``texts``.
+
+    Returns the ensemble's metrics: each member's held-out accuracy, the combined (mean) score's
+    accuracy and gold correlation, and the members' disagreement (mean std over members) on ``texts``.
+    """
+    metrics, main = {}, True
+    for k in range(1, config.ensemble_size):
+        trainer = train_member(config, base_path, pairs, k)
+        member_path = path / MEMBERS_DIR / str(k)
+        main = trainer.accelerator.is_main_process
+        if main:
+            save_model(trainer.model, trainer.processing_class, member_path, merge=config.lora.merge)
+            (member_path / SCORING_FILE).write_text(json.dumps({"max_length": trainer.args.max_length}))
+            member = RewardModel.load(member_path, device=trainer.accelerator.device)
+            raw = member.raw_scores(texts)
+            (member_path / NORMALIZATION_FILE).write_text(
+                json.dumps({"mean": float(raw.mean()), "std": float(raw.std().clamp(min=1e-6))}))
+            metrics[f"eval/member_{k}/rewards/accuracies"] = float((pair_margins(member, pairs["test"]) > 0).mean())
+        del trainer
+    if not main:
+        return metrics
+    ensemble = RewardModel.load(path)
+    chosen = [join(p, c) for p, c in zip(pairs["test"]["prompt"], pairs["test"]["chosen"])]
+    rejected = [join(p, r) for p, r in zip(pairs["test"]["prompt"], pairs["test"]["rejected"])]
+    metrics["eval/ensemble/rewards/accuracies"] = float((ensemble.score(chosen) > ensemble.score(rejected)).float().mean())
+    metrics["eval/ensemble/gold_correlation"] = float(spearmanr(ensemble.score(texts).numpy(), gold).statistic)
+    metrics["reference/ensemble_std"] = float(ensemble.member_scores(texts).std(0, correction=0).mean())
+    metrics["ensemble_size"] = config.ensemble_size
+    return metrics
 
 
 def _last(log_history: list[dict], key: str) -> float | None:

@@ -16,6 +16,7 @@ from rlhf.data import held_out_prompts, load_task
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import build_tiny_gpt2, fit_embeddings, load_causal_lm, load_tokenizer, peft_config, save_model, set_dropout
+from rlhf.policies import TRAINING_SAMPLING, sampling_record
 from rlhf.sampling import SamplingConfig
 from rlhf.tokenizer import train_tokenizer
 
@@ -75,6 +76,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     final_eval_loss = trainer.evaluate()["eval_loss"]
 
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
+        out.extra[TRAINING_SAMPLING] = sampling_record(
+            1.0, None, "maximum likelihood on whole texts: fitted at the model's own distribution, temperature 1")
         if trainer.accelerator.is_main_process:
             save_model(trainer.model, tokenizer, out.path, merge=config.lora.merge)
             write_log_history(out.path / "log_history.jsonl", trainer.state.log_history)
