@@ -23,10 +23,9 @@ from rlhf.artifacts import PRODUCERS, Artifact, open_artifact, write_artifact
 from rlhf.config import ConfigError, DataConfig, option
 from rlhf.data import held_out_prompts
 from rlhf.models import load_causal_lm, load_tokenizer
+from rlhf.policies import POLICY_KINDS
 from rlhf.sampling import SamplingConfig, join, sample
 from rlhf.tasks.gold import gold_reward
-
-POLICY_KINDS = ("sft", "ppo", "dpo")
 
 
 @dataclass
@@ -35,7 +34,7 @@ class Config:
     output_dir: str = option("${run_dir}/arena", "where the arena artifact is written", hashed=False)
     policies: list[str] = option(
         ["${run_dir}/sft", "${run_dir}/ppo", "${run_dir}/dpo"],
-        "policy artifacts (sft/ppo/dpo) to compare, at least 2; each is named by its directory name "
+        "policy artifacts (any trained policy kind: sft, ppo, dpo, rloo, grpo, ...) to compare, at least 2; each is named by its directory name "
         "(e.g. policies=[runs/tiny/sft,runs/tiny/ppo], or --policies A B C with pipelines.arena)",
         hashed=False,  # the inputs' fingerprints are in the manifest
     )
