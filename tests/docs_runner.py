@@ -7,8 +7,9 @@ marker on the line right before its opening fence, saying what the test does wit
     <!-- docs-test: run key=value -->  the same, with these overrides appended to every command
     <!-- docs-test: serve -->          start each command with ``--port <free port>`` appended, wait until it
                                        answers HTTP, then stop it (the annotation app)
-    <!-- docs-test: fails -->          needs the hub or a GPU: each command must exit non-zero with a
-                                       one-line ``error:`` and no traceback
+    <!-- docs-test: fails -->          needs the hub, a GPU, or state the demo does not create (people's
+                                       labels): each command must exit non-zero with a one-line
+                                       ``error:`` and no traceback
     <!-- docs-test: skip REASON -->    not run; the reason is required
 
 A shell block without a marker is an error, so a new command cannot slip past the test.
@@ -227,7 +228,7 @@ def run_block(block: Block, cwd: Path, timeout: float = 300) -> list[str]:
                 continue
             last = err.strip().splitlines()[-1:] or [""]
             if proc.returncode == 0:
-                errors.append(f"{block.where}: `{command}` is marked 'fails' (hub or GPU) but succeeded")
+                errors.append(f"{block.where}: `{command}` is marked 'fails' (hub, GPU, or state the demo does not create) but succeeded")
             elif "Traceback" in out + err or not last[0].startswith("error:"):
                 errors.append(f"{block.where}: `{command}` failed without a one-line error:\n{(out + err)[-3000:]}")
         return errors

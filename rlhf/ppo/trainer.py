@@ -106,7 +106,7 @@ class PPOTrainer:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.ref_policy = ref_policy.to(device).eval().requires_grad_(False) if ref_policy is not None else None
         self.reward_model = reward_model
-        self.reward_model.model.to(device)
+        self.reward_model.to(device)  # every ensemble member
         self.kl_ctl = (core.AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
                        else core.FixedKLController(cfg.kl_coef))
         self.step = 0

@@ -6,7 +6,6 @@ import shutil
 from dataclasses import dataclass
 from typing import Callable
 
-from accelerate import PartialState
 
 from rlhf.artifacts import Artifact, open_artifact, write_artifact, work_dir
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option
@@ -60,8 +59,10 @@ def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
         policy = get_peft_model(policy, peft_config(config.lora))
     else:
         ref_policy = load_causal_lm(inputs["policy"].path)
-    # An ensemble's members 1..K-1 go to the process's device here: the trainer moves only ``.model``.
-    reward_model = RewardModel.load(inputs["reward_model"].path, PartialState().device, config.reward_ensemble)
+    # Loaded on the CPU: the trainer moves every member to its device. (Asking PartialState() for a
+    # device here would initialise accelerate's process state before the trainer's Accelerator(cpu=...),
+    # and under torchrun on CPUs every rank would then run as a separate single process.)
+    reward_model = RewardModel.load(inputs["reward_model"].path, "cpu", config.reward_ensemble)
     critic = None
     if config.value_model == "separate":
         if reward_model.tokenizer.get_vocab() != tokenizer.get_vocab():
