@@ -36,7 +36,7 @@ def tiny_trainer(tmp_path, **cfg) -> PPOTrainer:
     config = PPOConfig(**{"rollout_batch_size": 4, "mini_batch_size": 4, "micro_batch_size": 4, "total_episodes": 4,
                           "num_ppo_epochs": 1, "max_grad_norm": 1e9, "learning_rate": 1e-3, "report_to": [],
                           "checkpoint_every": 0, "sample_table_every": 0, **cfg})
-    return PPOTrainer(config, policy, copy.deepcopy(policy), SimpleNamespace(model=torch.nn.Linear(1, 1)),
+    return PPOTrainer(config, policy, copy.deepcopy(policy), SimpleNamespace(model=torch.nn.Linear(1, 1), to=lambda device: None),
                       SimpleNamespace(pad_token_id=PAD, eos_token_id=EOS), ["unused"] * 4, tmp_path)
 
 
