@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from rlhf.preferences.store import LabelStore
 
@@ -42,29 +43,24 @@ def _auth_args() -> list[str]:
     return ["--no-auth"]
 
 
-def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, poll_s: float = 5.0) -> None:
-    """A ``run_pipeline`` hook: before the preferences stage, collect human labels in the app."""
-    if stage != "preferences":
-        return
-    prefs = config.preferences
-    Path(prefs.db).parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "annotation_ui", "--candidates", prefs.candidates, "--db", prefs.db,
-           "--port", str(port), "--overlap", str(overlap)]
-    cmd += _auth_args()
+def _serve_until(cmd: list[str], banner: str, progress: Callable[[], tuple[str, bool] | None],
+                 poll_s: float) -> None:
+    """Run the app ``cmd`` as a child process until ``progress()`` says done (or Enter, or the app exits).
+
+    ``progress()`` returns (a status line, done) or None while there is nothing to report yet.
+    """
     # SIGTERM (kill, a scheduler, systemd) must run the finally below, or the app outlives us on its port.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app = None
     try:
         app = subprocess.Popen(cmd)
-        print(f"annotation app: http://127.0.0.1:{port}  (press Enter to stop labelling and continue the pipeline)")
-        store = None
+        print(banner)
         while app.poll() is None:
-            if store is None and Path(prefs.db).exists():
-                store = LabelStore(prefs.db)
-            if store is not None:
-                progress = store.progress("", overlap)
-                print(f"\rlabelled items: {progress['done_items']}/{progress['total_items']}", end="", flush=True)
-                if progress["total_items"] and progress["done_items"] >= progress["total_items"]:
+            state = progress()
+            if state is not None:
+                line, done = state
+                print(f"\r{line}", end="", flush=True)
+                if done:
                     break
             if _enter_pressed(poll_s):
                 break
@@ -74,6 +70,28 @@ def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, 
             app.terminate()
             app.wait(timeout=30)
         signal.signal(signal.SIGTERM, previous)
+
+
+def annotate_until_done(stage: str, config, port: int = 7860, overlap: int = 1, poll_s: float = 5.0) -> None:
+    """A ``run_pipeline`` hook: before the preferences stage, collect human labels in the app."""
+    if stage != "preferences":
+        return
+    prefs = config.preferences
+    Path(prefs.db).parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "annotation_ui", "--candidates", prefs.candidates, "--db", prefs.db,
+           "--port", str(port), "--overlap", str(overlap), *_auth_args()]
+    stores: list[LabelStore] = []
+
+    def progress() -> tuple[str, bool] | None:
+        if not stores and Path(prefs.db).exists():
+            stores.append(LabelStore(prefs.db))
+        if not stores:
+            return None
+        done, total = (stores[0].progress("", overlap)[k] for k in ("done_items", "total_items"))
+        return f"labelled items: {done}/{total}", bool(total) and done >= total
+
+    _serve_until(cmd, f"annotation app: http://127.0.0.1:{port}  (press Enter to stop labelling and continue "
+                      "the pipeline)", progress, poll_s)
 
 
 def vote_until_done(arena_dir: str, db: str, target: int, port: int = 7860, poll_s: float = 5.0) -> int:
@@ -84,28 +102,19 @@ def vote_until_done(arena_dir: str, db: str, target: int, port: int = 7860, poll
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "annotation_ui", "--arena", arena_dir, "--db", db, "--port", str(port),
            *_auth_args()]
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # as annotate_until_done: never orphan the app
-    app, votes = None, 0
-    try:
-        app = subprocess.Popen(cmd)
-        print(f"arena app: http://127.0.0.1:{port}  (press Enter to stop voting and rate the policies)")
-        while app.poll() is None:
-            if Path(db).exists():
-                store = VoteStore(db)
-                votes = store.count()
-                store.close()
-                print(f"\rvotes: {votes}/{target}", end="", flush=True)
-                if votes >= target:
-                    break
-            if _enter_pressed(poll_s):
-                break
-        print()
-    finally:
-        if app is not None:
-            app.terminate()
-            app.wait(timeout=30)
-        signal.signal(signal.SIGTERM, previous)
-    return votes
+    votes = [0]
+
+    def progress() -> tuple[str, bool] | None:
+        if not Path(db).exists():
+            return None
+        store = VoteStore(db)
+        votes[0] = store.count()
+        store.close()
+        return f"votes: {votes[0]}/{target}", votes[0] >= target
+
+    _serve_until(cmd, f"arena app: http://127.0.0.1:{port}  (press Enter to stop voting and rate the policies)",
+                 progress, poll_s)
+    return votes[0]
 
 
 def vote_and_rate(config):

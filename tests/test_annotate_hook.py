@@ -91,3 +91,22 @@ launch.annotate_until_done("preferences", config, poll_s=0.2)
     else:
         os.kill(child, signal.SIGKILL)
         raise AssertionError("the app outlived the pipeline")
+
+
+def test_arena_hook_returns_with_the_vote_count_once_the_target_is_stored(tmp_path, monkeypatch):
+    from rlhf.arena.format import OUTCOMES, PendingVote
+    from rlhf.arena.store import VoteStore
+
+    db = tmp_path / "votes.sqlite"
+    store = VoteStore(db)
+    for i in range(3):
+        store.add_served("alice", PendingVote(f"r{i}", f"item{i}", "ppo", "dpo", 0.0))
+        store.record("alice", f"r{i}", f"item{i}", OUTCOMES[0])
+    store.close()
+    started = []
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda cmd: started.append(FakeApp(cmd)) or started[-1])
+
+    assert launch.vote_until_done(str(tmp_path / "arena"), str(db), target=3, poll_s=0.01) == 3
+    (app,) = started
+    assert app.cmd[app.cmd.index("--arena") + 1] == str(tmp_path / "arena")
+    assert app.terminated  # stopped once the target is reached
