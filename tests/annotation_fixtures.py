@@ -91,27 +91,3 @@ class Server:
     def __exit__(self, *exc) -> None:
         self.demo.close()
         self.store.close()
-
-
-CHROME_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-]
-
-
-def chrome(user_data_dir):
-    """Headless Debian Chromium driven by Selenium (None when chromium/chromedriver are missing)."""
-    import shutil
-
-    chromium = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    driver = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
-    if not chromium or not driver:
-        return None
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in [*CHROME_FLAGS, f"--user-data-dir={user_data_dir}"]:
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=opts)

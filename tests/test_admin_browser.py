@@ -6,8 +6,6 @@ back to the login form."""
 from __future__ import annotations
 
 import http.server
-import os
-import shutil
 import sys
 import threading
 import time
@@ -16,21 +14,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from annotation_fixtures import Server, chrome, free_port  # noqa: E402
+from annotation_fixtures import Server, free_port  # noqa: E402
+from browser import chrome, needs_chromium, wait_for  # noqa: E402
 
 from rlhf.preferences.store import Item  # noqa: E402
-
-HAVE_CHROMIUM = bool(shutil.which("chromium") or Path("/usr/bin/chromium").exists()) and bool(
-    shutil.which("chromedriver") or Path("/usr/bin/chromedriver").exists())
-
-
-def needs_chromium(test):
-    """Skipped without Chromium, except where RLHF_REQUIRE_BROWSER=1 (make test, CI): there it fails."""
-    if os.environ.get("RLHF_REQUIRE_BROWSER") == "1":
-        return test
-    return pytest.mark.skipif(not HAVE_CHROMIUM, reason="Debian chromium/chromedriver not installed "
-                              "(`make browser` installs them; it needs root)")(test)
-
 
 class _Canary(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
@@ -48,16 +35,6 @@ def _payload(port: int, where: str) -> str:
     url = f"http://127.0.0.1:{port}/{where}"
     return (f"![pic]({url}-md.png) [link]({url}-mdlink) <img src=\"{url}-img.png\"> "
             f"<a href=\"{url}-a\">anchor</a> <script>fetch('{url}-js')</script> **bold** end-{where}")
-
-
-def _wait(cond, timeout=30.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @needs_chromium
@@ -78,20 +55,20 @@ def test_admin_tab_shows_payloads_literally_and_fetches_nothing(tmp_path):
         with srv:
             driver = chrome(tmp_path / "chrome-profile")
             driver.get(srv.url)
-            _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form")
+            wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form")
             driver.find_element(By.CSS_SELECTOR, "input[type=text]").send_keys("alice")
             driver.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("pw-alice")
             next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Login").click()
-            tab = _wait(lambda: next((b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+            tab = wait_for(lambda: next((b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]")
                                       if b.text.strip() == "Admin"), None), what="Admin tab")
             tab.click()
-            report = _wait(lambda: next((e for e in driver.find_elements(By.ID, "admin-report")
+            report = wait_for(lambda: next((e for e in driver.find_elements(By.ID, "admin-report")
                                          if "end-rationale" in e.text), None), what="admin report")
             assert rationale in report.text  # the full rationale, literally (both tables: flagged + rationales)
             box = driver.find_element(By.CSS_SELECTOR, "#admin-item-id textarea, #admin-item-id input")
             box.send_keys("x1")
             driver.find_element(By.ID, "admin-show").click()
-            item = _wait(lambda: next((e for e in driver.find_elements(By.ID, "admin-item")
+            item = wait_for(lambda: next((e for e in driver.find_elements(By.ID, "admin-item")
                                        if "end-cand" in e.text), None), what="item view")
             assert prompt in item.text and cand in item.text and rationale in item.text
             for root in ("#admin-report", "#admin-item"):
@@ -104,7 +81,7 @@ def test_admin_tab_shows_payloads_literally_and_fetches_nothing(tmp_path):
 
             # Sign out (Gradio's /logout drops the session): back to the login form.
             driver.find_element(By.CSS_SELECTOR, "#sign-out, a#sign-out, #sign-out a").click()
-            _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form again")
+            wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form again")
     finally:
         if driver is not None:
             driver.quit()

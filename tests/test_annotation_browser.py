@@ -6,8 +6,6 @@ Also makes the screenshots in docs/: ``python tests/test_annotation_browser.py -
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,34 +13,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from annotation_fixtures import XSS_IMG, XSS_SCRIPT, Server, chrome, make_candidates_artifact  # noqa: E402
+from annotation_fixtures import XSS_IMG, XSS_SCRIPT, Server, make_candidates_artifact  # noqa: E402
+from browser import HAVE_CHROMIUM, NO_CHROMIUM, chrome, needs_chromium, wait_for  # noqa: E402
 
 from annotation_ui.app import display_order  # noqa: E402
 
 # p000..p002: three responses (p000 carries the XSS payloads); p003: a pair.
 KS = [3, 3, 3, 2]
-
-HAVE_CHROMIUM = bool(shutil.which("chromium") or Path("/usr/bin/chromium").exists()) and bool(
-    shutil.which("chromedriver") or Path("/usr/bin/chromedriver").exists())
-NO_CHROMIUM = "Debian chromium/chromedriver not installed (`make browser` installs them; it needs root)"
-
-
-def needs_chromium(test):
-    """Skipped without Chromium, except where RLHF_REQUIRE_BROWSER=1 (make test, CI): there it fails."""
-    if os.environ.get("RLHF_REQUIRE_BROWSER") == "1":
-        return test
-    return pytest.mark.skipif(not HAVE_CHROMIUM, reason=NO_CHROMIUM)(test)
-
-
-def _wait(cond, timeout: float = 20.0, what: str = "condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 class Page:
     """Small driver for the app's page."""
@@ -55,7 +32,7 @@ class Page:
     def sign_in(self, user: str, password: str) -> None:
         By = self.By
         self.d.get(self.srv.url)
-        _wait(lambda: self.d.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form")
+        wait_for(lambda: self.d.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form")
         self.d.find_element(By.CSS_SELECTOR, "input[type=text]").send_keys(user)
         self.d.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(password)
         next(b for b in self.d.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Login").click()
@@ -66,8 +43,8 @@ class Page:
 
     def wait_item(self, item_id: str | None = None) -> str:
         if item_id is None:
-            return _wait(self.item_id, what="a task")
-        _wait(lambda: self.item_id() == item_id, what=f"task {item_id} (showing {self.item_id()})")
+            return wait_for(self.item_id, what="a task")
+        wait_for(lambda: self.item_id() == item_id, what=f"task {item_id} (showing {self.item_id()})")
         return item_id
 
     def click_rank(self, slot: int, rank: int) -> None:
@@ -124,12 +101,12 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
         for slot, rank in enumerate([2, 1, 3]):
             page.click_rank(slot, rank)
         expected = _ranks_by_id(order, [2, 1, 3])
-        _wait(lambda: (store.load_draft("alice", first) or {}).get("ranks") == expected, what="auto-saved draft")
+        wait_for(lambda: (store.load_draft("alice", first) or {}).get("ranks") == expected, what="auto-saved draft")
         driver.refresh()  # a reload restores the same task and the draft
         page.wait_item(first)
-        _wait(lambda: page.checked(3) == ["2", "1", "3"], what="draft restored after reload")
+        wait_for(lambda: page.checked(3) == ["2", "1", "3"], what="draft restored after reload")
         page.keys(Keys.ENTER)
-        _wait(lambda: len(store.labels()) == 1, what="first label in SQLite")
+        wait_for(lambda: len(store.labels()) == 1, what="first label in SQLite")
         lab = store.labels()[0]
         assert (lab.annotator, lab.item_id, lab.ranks) == ("alice", first, _ranks_by_id(order, [2, 1, 3]))
         assert lab.meta["display_order"] == order and not lab.skipped
@@ -137,7 +114,7 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
         # Task 2: keys only - ranks in display order, with a tie, then Enter.
         second = page.wait_item("p001")
         page.keys("1", "1", "3", Keys.ENTER)
-        _wait(lambda: len(store.labels()) == 2, what="second label")
+        wait_for(lambda: len(store.labels()) == 2, what="second label")
         order2 = display_order("alice", store.item(second))
         original = store.labels()[1]
         assert original.ranks == _ranks_by_id(order2, [1, 1, 3])
@@ -145,14 +122,14 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
         # Backspace while typing ranks retypes the previous one (it is not "Back").
         page.wait_item("p002")
         page.keys("2", Keys.BACKSPACE, "3")
-        _wait(lambda: page.checked(3)[0] == "3", what="retyped first rank")
+        wait_for(lambda: page.checked(3)[0] == "3", what="retyped first rank")
         assert page.wait_item("p002") == "p002" and len(store.labels()) == 2
         # Back (ArrowLeft) reopens task 2 prefilled; a new ranking is stored as a superseding row.
         page.keys(Keys.ARROW_LEFT)
         page.wait_item(second)
-        _wait(lambda: page.checked(3) == ["1", "1", "3"], what="previous ranks prefilled")
+        wait_for(lambda: page.checked(3) == ["1", "1", "3"], what="previous ranks prefilled")
         page.keys("3", "2", "1", Keys.ENTER)
-        _wait(lambda: len(store.labels(latest_only=False)) == 3, what="revision row")
+        wait_for(lambda: len(store.labels(latest_only=False)) == 3, what="revision row")
         revised = store.label_for("alice", second)
         assert revised.ranks == _ranks_by_id(order2, [3, 2, 1]) and revised.supersedes == original.label_id
         assert len(store.labels()) == 2  # still one current label per item
@@ -162,7 +139,7 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
         page.d.find_element(page.By.CSS_SELECTOR, "#rationale textarea").send_keys("looks broken")
         page.d.find_element(page.By.CSS_SELECTOR, "body").click()
         page.keys("f", "s")
-        _wait(lambda: store.label_for("alice", "p002"), what="skip row")
+        wait_for(lambda: store.label_for("alice", "p002"), what="skip row")
         skipped = store.label_for("alice", "p002")
         assert skipped.skipped and skipped.flagged and skipped.rationale == "looks broken"
 
@@ -170,10 +147,10 @@ def test_rank_with_clicks_and_keys_in_chromium(app, tmp_path):
         page.wait_item("p003")
         assert driver.find_element(page.By.ID, "vote-a").is_displayed()
         page.keys("t")
-        _wait(lambda: store.label_for("alice", "p003"), what="tie vote")
+        wait_for(lambda: store.label_for("alice", "p003"), what="tie vote")
         tie = store.label_for("alice", "p003")
         assert set(tie.ranks.values()) == {1} and tie.meta["vote"] == "tie"
-        _wait(lambda: "All done" in driver.find_element(page.By.ID, "status").text, what="all-done message")
+        wait_for(lambda: "All done" in driver.find_element(page.By.ID, "status").text, what="all-done message")
         assert driver.execute_script("return typeof window.__xss") == "undefined"
         assert {lab.annotator for lab in store.labels(latest_only=False)} == {"alice"}
         tabs = [e.text for e in driver.find_elements(page.By.CSS_SELECTOR, "button[role=tab]")]

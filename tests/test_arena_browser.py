@@ -4,25 +4,17 @@ or path reaches the page or any network response body (fetch bodies and DevTools
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from annotation_fixtures import CHROME_FLAGS, XSS_SCRIPT  # noqa: E402
+from annotation_fixtures import XSS_SCRIPT  # noqa: E402
+from browser import chrome, needs_chromium, wait_for  # noqa: E402
 from arena_fixtures import ArenaAppServer, make_arena_artifact, secrets_in  # noqa: E402
 
 from rlhf.arena.format import Arena  # noqa: E402
-
-HAVE_CHROMIUM = bool((shutil.which("chromium") or Path("/usr/bin/chromium").exists())
-                     and (shutil.which("chromedriver") or Path("/usr/bin/chromedriver").exists()))
-# Under RLHF_REQUIRE_BROWSER=1 (CI with chromium installed) a missing browser fails instead of skipping.
-needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM and os.environ.get("RLHF_REQUIRE_BROWSER") != "1",
-                                    reason="Debian chromium/chromedriver not installed (`make browser` installs them)")
 
 # Keep every fetch response body (SSE streams included) so the test can search what the browser received.
 CAPTURE_JS = """
@@ -40,26 +32,9 @@ window.fetch = async (...args) => {
 """
 
 
-def _wait(cond, timeout: float = 30.0, what: str = "condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _driver(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in [*CHROME_FLAGS, f"--user-data-dir={profile}"]:
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=opts)
+    """Chromium with the DevTools performance log on and every fetch body captured."""
+    driver = chrome(profile, {"goog:loggingPrefs": {"performance": "ALL"}})
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CAPTURE_JS})
     return driver
@@ -91,12 +66,12 @@ def test_keyboard_votes_and_no_policy_reaches_the_browser(tmp_path):
         driver = _driver(tmp_path / "chrome-profile")
         try:
             driver.get(srv.url)
-            _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form")
+            wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=password]"), what="login form")
             driver.find_element(By.CSS_SELECTOR, "input[type=text]").send_keys("bob")
             driver.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("pw-bob")
             next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Login").click()
             meta = "const m = document.querySelector('#arena-meta'); return m && [m.dataset.item, m.dataset.request];"
-            item_id, request_id = _wait(lambda: driver.execute_script(meta), what="a pair")
+            item_id, request_id = wait_for(lambda: driver.execute_script(meta), what="a pair")
             texts = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".cand-text")]
             assert len(texts) == 2 and texts[0] != texts[1]
 
@@ -108,14 +83,14 @@ def test_keyboard_votes_and_no_policy_reaches_the_browser(tmp_path):
             assert driver.execute_script("return typeof window.__xss") == "undefined"
 
             ActionChains(driver).send_keys("1").perform()  # A is better
-            _wait(lambda: len(srv.store.votes()) == 1, what="first vote in SQLite")
+            wait_for(lambda: len(srv.store.votes()) == 1, what="first vote in SQLite")
             vote = srv.store.votes()[0]
             assert (vote.voter, vote.item_id, vote.request_id, vote.outcome) == ("bob", item_id, request_id, "A")
             assert [arena.response(item_id, vote.left), arena.response(item_id, vote.right)] == texts
 
-            _wait(lambda: driver.execute_script(meta)[1] != request_id, what="the next pair")
+            wait_for(lambda: driver.execute_script(meta)[1] != request_id, what="the next pair")
             ActionChains(driver).send_keys("x").perform()  # both bad
-            _wait(lambda: len(srv.store.votes()) == 2, what="second vote")
+            wait_for(lambda: len(srv.store.votes()) == 2, what="second vote")
             assert srv.store.votes()[1].outcome == "both_bad"
             assert not driver.find_elements(By.CSS_SELECTOR, ".cand-text script")  # XSS_SCRIPT stays text
             assert XSS_SCRIPT  # (the fixture puts it in one response)
