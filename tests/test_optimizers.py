@@ -13,7 +13,7 @@ import math
 import pytest
 
 from ppo_fixtures import build_reward_artifact, single_thread  # noqa: F401 (single_thread is autouse)
-from rlhf.artifacts import ArtifactError, open_artifact
+from resume_fixtures import kill_at_checkpoint_then_resume
 from rlhf.logprobs import best_of_n_kl_bound
 from rlhf.config import ConfigError, load_config
 from rlhf.models import load_causal_lm
@@ -105,32 +105,9 @@ def test_gpt2_recipes_run_on_the_tiny_stand_in(tmp_path, sft_artifact, reward_ar
 
 
 def test_killed_rloo_resumes_from_its_trl_checkpoint(tmp_path, monkeypatch, sft_artifact, reward_artifact):
-    from transformers import Trainer
-
     config = stage_config(rloo, "tiny", tmp_path, sft_artifact, reward_artifact, "train.save_steps=1")
-    original = Trainer._save_checkpoint
-
-    def save_then_die(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(rloo, config, log=lambda _: None)
-    with pytest.raises(ArtifactError):
-        open_artifact(config.output_dir, "rloo")  # nothing half-written is visible
-    assert list((tmp_path / ".work" / "rloo").glob("checkpoint-1"))
-    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
-    resumed = {}
-    original_train = Trainer.train
-
-    def spy(self, *args, **kwargs):
-        resumed["from"] = kwargs.get("resume_from_checkpoint")
-        return original_train(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "train", spy)
-    art = run_stage(rloo, config, log=lambda _: None)
-    assert resumed["from"] is True and art.metrics["train/steps"] == 2
+    art, resumed_from = kill_at_checkpoint_then_resume(rloo, config, monkeypatch, "checkpoint-1")
+    assert resumed_from is True and art.metrics["train/steps"] == 2
     assert not (tmp_path / ".work" / "rloo").exists()  # checkpoints removed once the artifact is complete
 
 

@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from conftest import tiny_sft_config
-from rlhf.artifacts import ArtifactError, open_artifact
+from resume_fixtures import kill_at_checkpoint_then_resume
 from rlhf.config import DataConfig
 from rlhf.data import load_task
 from rlhf.models import is_adapter, load_causal_lm, load_tokenizer
@@ -101,33 +101,10 @@ def test_lora_sft_artifacts_load_merged_or_as_adapter(tmp_path, merge):
 @pytest.mark.slow
 def test_interrupted_sft_resumes_from_checkpoint(tmp_path, monkeypatch):
     """Kill SFT after its first checkpoint; the re-run resumes instead of starting over."""
-    from transformers import Trainer
-
     cfg = tiny_sft_config(tmp_path, "data.num_examples=300", "train.max_steps=6", "train.save_steps=3",
                           "train.num_train_epochs=1")
-    original = Trainer._save_checkpoint
-
-    def save_then_die(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(sft, cfg, log=lambda _: None)
-    with pytest.raises(ArtifactError):
-        open_artifact(cfg.output_dir, "sft")  # nothing half-written is visible
-    assert list((tmp_path / ".work" / "sft").glob("checkpoint-3"))
-    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
-    resumed = {}
-    original_train = Trainer.train
-
-    def spy(self, *args, **kwargs):
-        resumed["from"] = kwargs.get("resume_from_checkpoint")
-        return original_train(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "train", spy)
-    art = run_stage(sft, cfg, log=lambda _: None)
-    assert resumed["from"] is True and art.metrics["train/steps"] == 6
+    art, resumed_from = kill_at_checkpoint_then_resume(sft, cfg, monkeypatch, "checkpoint-3")
+    assert resumed_from is True and art.metrics["train/steps"] == 6
 
 
 def test_unreachable_hub_names_are_one_line_errors():
