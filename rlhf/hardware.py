@@ -30,3 +30,14 @@ def autocast_dtype() -> torch.dtype | None:
     if torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
+
+
+def process_state():
+    """accelerate's process state, made the way every stage must make it first.
+
+    ``cpu=True`` on CPU-only hosts: otherwise accelerate ignores torchrun's WORLD_SIZE, and once a
+    bare ``PartialState()`` exists every rank thinks it is alone (and e.g. samples every prompt).
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())

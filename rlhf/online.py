@@ -14,14 +14,13 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from accelerate import PartialState
 from datasets import Dataset
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, work_dir, write_artifact, write_log_history
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
-from rlhf.hardware import precision_options
+from rlhf.hardware import precision_options, process_state
 from rlhf.models import load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
 from rlhf.reward_model import RewardModel
@@ -81,8 +80,8 @@ def train_online(kind: str, trainer_cls: type, config: Any, inputs: dict[str, Ar
     generation = generation_options(config, length_key)
     policy_path = inputs["policy"].path
     tokenizer = load_tokenizer(policy_path)
-    model = load_policy(policy_path).to(PartialState().device)
-    reward_model = RewardModel.load(inputs["reward_model"].path, PartialState().device)
+    model = load_policy(policy_path).to(process_state().device)
+    reward_model = RewardModel.load(inputs["reward_model"].path, process_state().device)
     eval_prompts = train_prompts(config.data, config.num_eval_prompts)  # held-out prompts are the eval stage's
     before = sample_and_score(model, tokenizer, eval_prompts, config.sampling, config.seed, reward_model=reward_model)
 
@@ -100,7 +99,7 @@ def train_online(kind: str, trainer_cls: type, config: Any, inputs: dict[str, Ar
     if hasattr(policy, "peft_config"):
         reference, context = policy, policy.disable_adapter
     else:
-        reference, context = load_policy(policy_path).to(PartialState().device), contextlib.nullcontext
+        reference, context = load_policy(policy_path).to(process_state().device), contextlib.nullcontext
     after = sample_and_score(policy, tokenizer, eval_prompts, config.sampling, config.seed, reference=reference,
                              reference_context=context, reward_model=reward_model)
 

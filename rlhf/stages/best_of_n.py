@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accelerate import PartialState
 
+from rlhf.hardware import process_state
 from rlhf.artifacts import Artifact, open_artifact, write_artifact
 from rlhf.best_of_n import sample_best_of_n, write_recipe
 from rlhf.logprobs import best_of_n_kl_bound
@@ -44,7 +44,7 @@ def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
 
 
 def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
-    device = PartialState().device
+    device = process_state().device
     tokenizer = load_tokenizer(inputs["policy"].path)
     policy = load_policy(inputs["policy"].path).to(device)
     reward_model = RewardModel.load(inputs["reward_model"].path, device)

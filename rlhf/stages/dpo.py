@@ -15,7 +15,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from accelerate import PartialState
 from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history, work_dir
@@ -23,7 +22,7 @@ from rlhf.config import DataConfig, LoraConfig, option, trainer_options
 from rlhf.console import attach, keep_logs
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
-from rlhf.hardware import precision_options
+from rlhf.hardware import precision_options, process_state
 from rlhf.models import load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
 from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
@@ -74,7 +73,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     ref_model = None if config.lora.enabled else load_policy(policy_path)
 
     # The SFT policy's samples, taken before training with the seed the DPO samples will use.
-    model.to(PartialState().device)
+    model.to(process_state().device)
     prompts = train_prompts(config.data, config.num_eval_prompts)  # test prompts are for the eval stage only
     sft = sample_and_score(model, tokenizer, prompts, config.sampling, config.seed)
 

@@ -12,7 +12,6 @@ from typing import Literal
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from accelerate.utils import gather_object
 from datasets import Dataset
 
@@ -20,7 +19,7 @@ from rlhf.artifacts import Artifact, open_artifact, write_artifact
 from rlhf.candidates import KIND, candidate_id, prompt_id
 from rlhf.config import ConfigError, DataConfig, option
 from rlhf.data import load_task
-from rlhf.hardware import autocast_dtype
+from rlhf.hardware import autocast_dtype, process_state
 from rlhf.models import load_causal_lm, load_tokenizer
 from rlhf.policies import POLICY_KINDS
 from rlhf.sampling import SamplingConfig, join, sample
@@ -57,9 +56,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     if config.num_candidates < 2:
         raise ConfigError(f"num_candidates must be >= 2 (annotators rank candidates), got {config.num_candidates}")
     prompts = select_prompts(config)
-    # cpu=True on CPU-only hosts: otherwise accelerate ignores torchrun's WORLD_SIZE and every rank
-    # would think it is alone (and all of them would sample every prompt).
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()  # before anything else asks accelerate (rlhf/hardware.py)
     policy = inputs["policy"]
     model = load_causal_lm(policy.path).to(state.device)
     tokenizer = load_tokenizer(policy.path)

@@ -17,11 +17,10 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 from pathlib import Path
 
-import torch
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from datasets import DatasetDict
 
+from rlhf.hardware import process_state
 from rlhf.artifacts import Artifact, ArtifactError
 from rlhf.candidates import KIND as CANDIDATES
 from rlhf.config import ConfigError, option
@@ -130,7 +129,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     candidates, items = candidate_items(inputs["candidates"].path)
     # One process does the labelling (a single SQLite DB); under accelerate the others wait, and an
     # error on the main process is raised on every rank instead of leaving them blocked.
-    state = PartialState(cpu=not torch.cuda.is_available())  # see rlhf/stages/generate.py
+    state = process_state()
     result, error = (None, None, None), None
     if state.is_main_process:
         try:
@@ -150,7 +149,7 @@ def from_dataset(config: Config) -> Artifact:
     options = asdict(config.dataset)
     data = load_preference_dataset(options.pop("name"), **options, test_fraction=config.test_fraction,
                                    seed=config.seed)
-    state = PartialState(cpu=not torch.cuda.is_available())  # see rlhf/stages/generate.py
+    state = process_state()
     metrics = {"pairs/train": len(data["train"]), "pairs/test": len(data["test"]),
                "pairs/total": len(data["train"]) + len(data["test"])}
     return write_preferences(config.output_dir, config, {}, data if state.is_main_process else None, metrics,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from accelerate import PartialState
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
@@ -23,7 +22,7 @@ from rlhf.best_of_n import sample_best_of_n
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option, trainer_options
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
-from rlhf.hardware import precision_options
+from rlhf.hardware import precision_options, process_state
 from rlhf.models import load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
 from rlhf.reward_model import RewardModel
@@ -63,7 +62,7 @@ def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
 
 
 def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
-    device = PartialState().device
+    device = process_state().device
     policy_path = inputs["policy"].path
     tokenizer = load_tokenizer(policy_path)
     model = load_policy(policy_path).to(device)
@@ -99,7 +98,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     after = sample_and_score(model, tokenizer, eval_prompts, config.sampling, config.seed, reference=reference,
                              reward_model=reward_model)
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
-        if PartialState().is_main_process:
+        if process_state().is_main_process:
             save_model(model, tokenizer, out.path, merge=True)
             write_log_history(out.path / LOG_HISTORY, history)
             out.extra[TRAINING_SAMPLING] = sampling_record(
@@ -116,6 +115,6 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             "objective/kl": after.mean("kl"),
             "train/rounds": config.rounds,
         })
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         shutil.rmtree(work, ignore_errors=True)
     return open_artifact(config.output_dir, KIND)
