@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotation_ui.users import add_user
+from zygote import Zygote, module_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHELLS = {"bash", "sh", "shell", "console"}
@@ -209,23 +210,31 @@ def _serve(command: str, cwd: Path, env: dict, timeout: float) -> str | None:
             proc.kill()
 
 
-def run_block(block: Block, cwd: Path, timeout: float = 300) -> list[str]:
-    """Run one block as its marker says; returns the failures (empty = the block works as documented)."""
+def _run(command: str, cwd: Path, env: dict, timeout: float, zygote: Zygote | None) -> subprocess.CompletedProcess:
+    """``bash -c command``; a plain ``python -m pipelines...`` goes to the zygote when there is one (same result,
+    without the imports)."""
+    argv = module_command(command) if zygote is not None else None
+    if argv is not None:
+        return zygote.run(argv, cwd, env, timeout)
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def run_block(block: Block, cwd: Path, timeout: float = 300, zygote: Zygote | None = None) -> list[str]:
+    """Run one block as its marker says; returns the failures (empty = the block works as documented).
+    ``zygote`` (tests/zygote.py) runs the plain ``python -m`` commands without re-importing torch each time."""
     errors = problems(block)
     if errors or block.mode == "skip":
         return errors
     env = environment()
-    if block.mode == "fails":  # independent failures: start them together (mostly import time)
-        procs = [(c, subprocess.Popen(["bash", "-c", c], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-                 for c in block.commands]
-        for command, proc in procs:
+    if block.mode == "fails":
+        for command in block.commands:
             try:
-                out, err = proc.communicate(timeout=timeout)
+                proc = _run(command, cwd, env, timeout, zygote)
             except subprocess.TimeoutExpired:
-                proc.kill()
                 errors.append(f"{block.where}: `{command}` still running after {timeout:.0f} s")
                 continue
+            out, err = proc.stdout, proc.stderr
             last = err.strip().splitlines()[-1:] or [""]
             if proc.returncode == 0:
                 errors.append(f"{block.where}: `{command}` is marked 'fails' (hub, GPU, or state the demo does not create) but succeeded")
@@ -240,8 +249,7 @@ def run_block(block: Block, cwd: Path, timeout: float = 300) -> list[str]:
             continue
         full = with_small_settings(command, block.arg)
         try:
-            proc = subprocess.run(["bash", "-c", full], cwd=cwd, env=env, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = _run(full, cwd, env, timeout, zygote)
         except subprocess.TimeoutExpired:
             errors.append(f"{block.where}: `{full}` still running after {timeout:.0f} s")
             continue

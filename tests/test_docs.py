@@ -16,6 +16,7 @@ import pytest
 
 from docs_runner import (REPO, SMALL, PASSWORD, _free_port, blocks, environment, problems, run_block, scratch_dir,
                          shell_blocks, with_small_settings)
+from zygote import Zygote, module_command
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 BLOCKS = shell_blocks(DOCS)
@@ -34,6 +35,14 @@ def demo_run(tmp_path_factory):
     return root / "runs" / "tiny"
 
 
+@pytest.fixture(scope="module")
+def zygote():
+    """Runs the docs' plain ``python -m`` commands without importing torch & co. for each (tests/zygote.py)."""
+    server = Zygote(environment())
+    yield server
+    server.close()
+
+
 def test_every_shell_block_is_marked():
     assert len(BLOCKS) > 20  # README and docs/ were found
     assert [p for b in BLOCKS for p in problems(b)] == []
@@ -41,11 +50,12 @@ def test_every_shell_block_is_marked():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.where)
-def test_documented_commands_work(block, demo_run, tmp_path):
-    assert run_block(block, scratch_dir(tmp_path / "work", demo_run)) == []
+def test_documented_commands_work(block, demo_run, tmp_path, zygote):
+    assert run_block(block, scratch_dir(tmp_path / "work", demo_run), zygote=zygote) == []
 
 
-def test_the_runner_fails_a_broken_command(tmp_path):
+@pytest.mark.parametrize("through_zygote", [False, True], ids=["bash", "zygote"])
+def test_the_runner_fails_a_broken_command(tmp_path, zygote, through_zygote):
     """A doc edit that breaks a command (here: a typo in an option) fails the docs test."""
     doc = tmp_path / "doc.md"
     doc.write_text(
@@ -59,13 +69,39 @@ def test_the_runner_fails_a_broken_command(tmp_path):
     )
     work = scratch_dir(tmp_path / "work", None)
     good, typo, unmarked, succeeds, traceback, no_reason = blocks(doc)
-    assert run_block(good, work) == []
-    (error,) = run_block(typo, work)
+    runner = zygote if through_zygote else None
+    assert run_block(good, work, zygote=runner) == []
+    (error,) = run_block(typo, work, zygote=runner)
     assert "learning_rat" in error and "exited with 2" in error
     assert "without a marker" in problems(unmarked)[0]
-    assert "succeeded" in run_block(succeeds, work)[0]
-    assert "without a one-line error" in run_block(traceback, work)[0]
+    assert "succeeded" in run_block(succeeds, work, zygote=runner)[0]
+    assert "without a one-line error" in run_block(traceback, work, zygote=runner)[0]
     assert "needs a reason" in problems(no_reason)[0]
+
+
+def test_only_plain_module_commands_go_to_the_zygote():
+    assert module_command("python -m pipelines.sft --config c.yaml 'stages=[sft,eval]' \"x=[1]\"") == [
+        "pipelines.sft", "--config", "c.yaml", "stages=[sft,eval]", "x=[1]"]
+    for command in ("OMP_NUM_THREADS=1 python -m pipelines.sft", "python -m pipelines.sft > out.txt",
+                    "python -m pipelines.sft && echo done", "python -m pipelines.sft x=$HOME", 'python -m pipelines.sft "x=$HOME"',
+                    "python -c 'print(1)'", "python -m json.tool f", "torchrun -m pipelines.ppo", "python -m pipelines.sft x=[a]"):
+        assert module_command(command) is None, command
+
+
+def test_a_zygote_run_matches_a_fresh_process(tmp_path, zygote):
+    """Same output, exit code, working directory and environment as ``python -m`` in a new process."""
+    work = scratch_dir(tmp_path / "work", None)
+    env = {**environment(), "RLHF_DOCS_PROBE": "from-the-request"}
+    command = "python -m pipelines.sft --config configs/tiny/sft.yaml --print-config run_dir=${RLHF_DOCS_PROBE}"
+    fresh = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True)
+    forked = zygote.run(["pipelines.sft", "--config", "configs/tiny/sft.yaml", "--print-config",
+                         "run_dir=${oc.env:RLHF_DOCS_PROBE}"], work, env, timeout=120)
+    assert fresh.returncode == forked.returncode == 0, forked.stderr
+    assert "run_dir: from-the-request" in fresh.stdout
+    assert forked.stdout == fresh.stdout  # the relative configs/ path resolved in ``work``; the env var seen
+    typo = zygote.run(["pipelines.sft", "--config", "configs/tiny/sft.yaml", "--print-config", "train.learning_rat=1"],
+                      work, env, timeout=120)
+    assert typo.returncode == 2 and "learning_rat" in typo.stderr
 
 
 def test_small_settings_keep_the_recipes_batch_sizes():
@@ -113,10 +149,6 @@ def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tm
     finally:
         app.terminate()
         app.wait(timeout=30)
-    if labelled == 0 and _simulated_labels(work / "runs/tiny/labels.sqlite"):
-        # Issue #11 (branch labels) keeps simulated labels out of the people's DB; until it merges, the
-        # demo's simulated labels fill every item's overlap there and nothing is left for a person.
-        pytest.xfail("needs #11: the demo's simulated labels fill the human label DB")
     assert labelled == 6, "the app served no items to a person after the demo"
     for command in (export, rerun):
         proc = subprocess.run(["bash", "-c", with_small_settings(command)], cwd=work, env=env, capture_output=True, text=True)
@@ -127,12 +159,6 @@ def test_human_labelling_flow_after_the_demo_uses_only_human_labels(demo_run, tm
     assert annotators == {"alice"}
     reward = json.loads((work / "runs/tiny/reward/manifest.json").read_text())
     assert reward["inputs"]["preferences"]["fingerprint"] == json.loads((prefs / "manifest.json").read_text())["fingerprint"]
-
-
-def _simulated_labels(db) -> bool:
-    from rlhf.preferences.store import LabelStore
-
-    return db.exists() and any(label.annotator.startswith("sim-") for label in LabelStore(db).labels())
 
 
 def _readme_commands(*needles):
