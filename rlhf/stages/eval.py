@@ -179,19 +179,23 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     reward_model = RewardModel.load(inputs["reward_model"].path, device) if "reward_model" in inputs else None
 
     # Samples are cached by (artifact fingerprint, setting): an artifact with identical content
-    # (e.g. policies.sft = the reference) is sampled only once per setting.
+    # (e.g. policies.sft = the reference) is sampled, and its weights loaded, only once per setting.
     sampled: dict[tuple, PolicySamples] = {}
 
-    def sample(art: Artifact, load, setting: SamplingConfig) -> PolicySamples:
+    def sample(name: str, art: Artifact, setting: SamplingConfig) -> PolicySamples:
         key = (art.fingerprint, setting.temperature, setting.max_new_tokens)
         if key not in sampled:
-            sampled[key] = sample_and_score(load(), tokenizer, prompts, setting, config.seed, reference=reference,
-                                            reward_model=reward_model)
+            if art.kind == BEST_OF_N:  # no weights of its own: n samples of its base policy, the RM's best kept
+                sampled[key] = best_of_n.sample_artifact(art.path, tokenizer, prompts, setting, config.seed, device)
+            else:
+                model = reference if art is ref_art else _load_policy(name, art, ref_art, reference, device)
+                sampled[key] = sample_and_score(model, tokenizer, prompts, setting, config.seed, reference=reference,
+                                                reward_model=reward_model)
         return sampled[key]
 
     # The baseline for win rates: the reference's own samples under the same seeds and setting (its
     # KL to itself is computed like any policy's).
-    baseline = sample(ref_art, lambda: reference, config.sampling)
+    baseline = sample("reference", ref_art, config.sampling)
     held_out_scores = {"reference": {"gold": baseline.gold, "rm": baseline.rm}}
 
     metrics: dict = {
@@ -202,25 +206,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     }
     rows, histories = [], {}
     for name, art in policies.items():
-        loaded = []
-
-        def load(name=name, art=art, loaded=loaded):
-            if not loaded:
-                policy = load_causal_lm(art.path).to(device).eval()
-                if policy.config.vocab_size != reference.config.vocab_size:
-                    raise _vocab_error(name, art, ref_art, f"output vocab sizes differ "
-                                       f"({policy.config.vocab_size} vs {reference.config.vocab_size})")
-                loaded.append(policy)
-            return loaded[0]
-
         trained = training_sampling(art)
-        if art.kind == BEST_OF_N:  # no weights of its own: n samples of its base policy, the RM's best kept
-            key = (art.fingerprint, config.sampling.temperature, config.sampling.max_new_tokens)
-            if key not in sampled:
-                sampled[key] = _sample_best_of_n(art, tokenizer, prompts, config, device)
-            samples = sampled[key]
-        else:
-            samples = sample(art, load, config.sampling)
+        samples = sample(name, art, config.sampling)
         held_out_scores[name] = {"gold": samples.gold, "rm": samples.rm}
         metrics["policies"][name] = {"path": str(art.path), "kind": art.kind, "fingerprint": art.fingerprint,
                                      **_footing(trained, config.sampling), **_summary(samples, baseline.gold, config),
@@ -229,10 +216,9 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             metrics["policies"][name]["kl_note"] = best_of_n.KL_NOTE
         own = own_setting(trained, config.sampling) if config.also_own_setting and art.kind != BEST_OF_N else None
         if own is not None:  # the policy and the reference both at the policy's training setting
-            own_baseline = sample(ref_art, lambda: reference, own)
+            own_baseline = sample("reference", ref_art, own)
             metrics["policies"][name]["own_setting"] = {
-                "sampling": asdict(own), **_summary(sample(art, load, own), own_baseline.gold, config)}
-        del loaded
+                "sampling": asdict(own), **_summary(sample(name, art, own), own_baseline.gold, config)}
         for i, prompt in enumerate(prompts):
             rows.append({
                 "policy": name, "prompt_id": f"test-{i}", "prompt": prompt, "response": samples.responses[i],
@@ -265,9 +251,12 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     return open_artifact(config.output_dir, KIND)  # rlhf.cli / pipelines.run print the report path
 
 
-def _sample_best_of_n(art: Artifact, tokenizer, prompts: list[str], config: Config, device) -> PolicySamples:
-    """A best_of_n artifact's samples under the eval's sampling; its "KL" is the analytic bound (rlhf/best_of_n.py)."""
-    return best_of_n.sample_artifact(art.path, tokenizer, prompts, config.sampling, config.seed, device)
+def _load_policy(name: str, art: Artifact, ref_art: Artifact, reference, device):
+    policy = load_causal_lm(art.path).to(device).eval()
+    if policy.config.vocab_size != reference.config.vocab_size:
+        raise _vocab_error(name, art, ref_art, f"output vocab sizes differ "
+                           f"({policy.config.vocab_size} vs {reference.config.vocab_size})")
+    return policy
 
 
 def write_outputs(path: Path, config: Config, metrics: dict, rows: list[dict], histories: dict[str, list[dict]]) -> None:
