@@ -68,13 +68,19 @@ def test_killed_round_resumes_and_rounds_never_mix(tmp_path):
         run_pipeline(config, log=lambda _: None, before_stage=kill_in_round_2)
     assert not (tmp_path / "round-2" / "reward").exists() and not (tmp_path / "rounds.md").exists()
 
-    logs = []
-    last = run_pipeline(config, log=logs.append)
+    logs, served = [], []
+
+    def annotate(stage, round_cfg):  # where --annotate's hook (annotation_ui.launch) serves each round's items
+        if stage == "preferences":
+            served.append(round_cfg.preferences.candidates)
+
+    last = run_pipeline(config, log=logs.append, before_stage=annotate)
     ran = [line.split("]")[0].strip("[") for line in logs if "running ->" in line]
     assert ran == ["reward", "ppo", "eval"]  # round 1 and round 2's generate/preferences were up to date
     assert all(art.path.parent == tmp_path / "round-2" for art in last.values())
 
     r1, r2 = tmp_path / "round-1", tmp_path / "round-2"
+    assert served == [str(r1 / "candidates"), str(r2 / "candidates")]
     candidates = open_artifact(r2 / "candidates", "candidates")
     assert candidates.manifest["round"] == 2
     policy = candidates.manifest["inputs"]["policy"]
@@ -91,3 +97,26 @@ def test_killed_round_resumes_and_rounds_never_mix(tmp_path):
     assert (ppo["policy"]["path"], ppo["reference"]["path"]) == (str(r1 / "ppo"), str(tmp_path / "sft"))
     report = (tmp_path / "rounds.md").read_text()
     assert "| 2 | ppo |" in report and (tmp_path / "rounds.png").stat().st_size > 0
+
+
+def test_reward_pairs_are_the_union_of_its_preference_inputs(tmp_path):
+    """Round k's reward model trains on every round's pairs: train with train, test with test, none lost."""
+    from dataclasses import dataclass
+
+    from rlhf.preferences.artifact import load_pair_union, preference_inputs, split_by_prompt, write_preferences
+
+    @dataclass
+    class Made:
+        round: int
+
+    def labels(k):
+        rows = [{"prompt": f"p{k}-{i}", "chosen": "good", "rejected": "bad", "prompt_id": f"{k}-{i}",
+                 "annotators": ["sim"], "agreement": 1.0} for i in range(4)]
+        return write_preferences(tmp_path / f"round-{k}", Made(k), {}, split_by_prompt(rows, 0.5, 0), {}, {}).path
+
+    specs = preference_inputs(str(labels(3)), [str(labels(1)), str(labels(2))])
+    assert list(specs) == ["preferences", "preferences/1", "preferences/2"]
+    union = load_pair_union({name: open_artifact(path, kind) for name, (path, kind) in specs.items()})
+    assert len(union["train"]) == len(union["test"]) == 6
+    assert {pid.split("-")[0] for pid in union["test"]["prompt_id"]} == {"1", "2", "3"}
+    assert not set(union["train"]["prompt_id"]) & set(union["test"]["prompt_id"])

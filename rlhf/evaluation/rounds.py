@@ -33,6 +33,7 @@ def rounds_rows(evals: list[Artifact]) -> list[dict[str, Any]]:
     """One row per (round, policy): gold reward mean and interval, KL to the reference, the RM's pairs."""
     rows = []
     for k, art in enumerate(evals, start=1):
+        k = art.manifest.get("round", k)  # the round that wrote it (rlhf.artifacts.ROUND)
         metrics = json.loads((art.path / "metrics.json").read_text())
         reward = _reward_metrics(art)
         for name, m in metrics["policies"].items():
@@ -91,6 +92,6 @@ def write_rounds_report(run_dir: str | Path, evals: list[Artifact]) -> Path:
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     lines += ["", f"![gold reward and KL per round]({PLOT})", "", "Each round's full report:", ""]
-    lines += [f"- round {k}: `{art.path / 'report.md'}`" for k, art in enumerate(evals, start=1)]
+    lines += [f"- round {art.manifest.get('round', k)}: `{art.path / 'report.md'}`" for k, art in enumerate(evals, start=1)]
     (run_dir / REPORT).write_text("\n".join(lines) + "\n")
     return run_dir / REPORT
