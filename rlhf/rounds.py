@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlhf.config import ConfigError
@@ -94,7 +93,3 @@ def round_config(config: PipelineConfig, k: int) -> PipelineConfig:
             section.policy = getattr(previous, name).output_dir
     cfg.reward.extra_preferences = [round_config(config, j).preferences.output_dir for j in range(1, k)]
     return cfg
-
-
-def round_dirs(config: PipelineConfig) -> list[Path]:
-    return [Path(round_dir(config.run_dir, k)) for k in range(1, config.rounds + 1)]
