@@ -16,6 +16,7 @@ from rlhf.cli import VERBOSE_HELP, fail
 from rlhf.config import ConfigError, describe, to_yaml
 from rlhf.console import quiet, say
 from rlhf.pipeline import STAGES, PipelineConfig, load_pipeline_config, run_pipeline
+from rlhf.rounds import round_config
 from rlhf.summary import summary_table
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         hook = annotate_until_done if args.annotate else None
         artifacts = run_pipeline(config, from_stage=from_stage, force=args.force, log=say, before_stage=hook)
         if args.annotate and "arena" in artifacts:
-            artifacts["arena_votes"] = vote_and_rate(config)
+            artifacts["arena_votes"] = vote_and_rate(round_config(config, config.rounds))  # the last round's arena
     except (ConfigError, ArtifactError) as exc:
         fail(str(exc))
         return
