@@ -47,6 +47,8 @@ PRODUCERS = {
 
 # When the running stage started (set by rlhf.stage.run_stage), so wall_time_s covers the whole stage.
 STAGE_STARTED: ContextVar[float | None] = ContextVar("STAGE_STARTED", default=None)
+# The round of a ``pipelines.run --rounds`` run that is writing (set by rlhf.pipeline), recorded in the manifest.
+ROUND: ContextVar[int | None] = ContextVar("ROUND", default=None)
 
 
 class ArtifactError(RuntimeError):
@@ -229,6 +231,7 @@ def write_artifact(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wall_time_s": round(time.time() - started, 3),
             "metrics": writer.metrics,
+            **({"round": ROUND.get()} if ROUND.get() is not None else {}),
             **_data_split(config),
             **writer.extra,
             "files": _file_sizes(tmp),
@@ -265,9 +268,16 @@ def is_up_to_date(path: str | Path, kind: str, config: Any, inputs: dict[str, Ar
 LOG_HISTORY = "log_history.jsonl"
 
 
+def place_in_run(config: Any) -> Path:
+    """Where the output sits under ``run_dir`` (``ppo``, or ``round-2/ppo`` in a run with rounds); its name
+    when it lies elsewhere. Work and log files mirror it, so two rounds' stages never share one."""
+    output, run_dir = Path(config.output_dir), Path(getattr(config, "run_dir", config.output_dir))
+    return output.relative_to(run_dir) if output.is_relative_to(run_dir) and output != run_dir else Path(output.name)
+
+
 def work_dir(config: Any) -> Path:
     """Trainer checkpoints and logs live here, outside the artifact, so a killed run can resume."""
-    return Path(config.run_dir) / ".work" / Path(config.output_dir).name
+    return Path(config.run_dir) / ".work" / place_in_run(config)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

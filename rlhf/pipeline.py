@@ -3,18 +3,22 @@
 Each stage keeps its own typed config as a section of one pipeline config; all sections share the
 pipeline's ``run_dir``, so every stage finds its inputs where the previous stage wrote them.
 Stages whose artifacts are up to date are skipped, so a killed run resumes where it stopped.
+With ``rounds: N`` the chain runs N times, each round on the previous round's policy and fresh
+prompts, in ``<run_dir>/round-<k>/`` (rlhf/rounds.py), and ends with ``<run_dir>/rounds.md``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable
+from typing import Callable, Literal
 
-from rlhf.artifacts import Artifact
+from rlhf.artifacts import ROUND, Artifact
 from omegaconf import OmegaConf
 
 from rlhf.config import ConfigError, load_config, load_yaml, option
+from rlhf.evaluation.rounds import rounds_rows, rounds_table, write_rounds_report
+from rlhf.rounds import round_config, validate_rounds
 from rlhf.stage import run_stage
 from rlhf.stages import (arena, best_of_n, dpo, eval as eval_stage, generate, grpo, online_dpo, ppo, preferences,
                          rejection_sampling, reward, rloo, sft)
@@ -44,6 +48,17 @@ class PipelineConfig:
     run_dir: str = option("runs/tiny", "directory for every stage's artifact (shared by all sections)")
     stages: list[str] = option(list(DEFAULT_STAGES), f"stages to run, in order; any of {', '.join(STAGES)}")
     recipes: dict[str, str] = option({}, "stage -> YAML recipe loaded into that section before this file")
+    rounds: int = option(
+        1, "iterative RLHF: run the chain this many times, each round labelling fresh prompts sampled from the "
+        "previous round's policy, in <run_dir>/round-<k>/ (SFT once, in <run_dir>/sft); 1 = one chain, no round dirs")
+    round_policy: str = option(
+        "ppo", "rounds > 1: the optimizer whose previous-round policy generates the next round's candidates")
+    round_reference: Literal["sft", "previous"] = option(
+        "sft", "rounds > 1: KL reference of PPO and DPO, which start each round from their previous-round policy: "
+        "'sft' keeps the SFT policy; 'previous' moves it to the policy the round starts from")
+    labels_per_round: int | None = option(
+        None, "items labelled per round (each a ranking of one prompt's candidates): sets generate.num_prompts, or "
+        "the select stage's selection.budget when it runs; null = leave those as configured")
     sft: sft.Config = option(sft.Config(), "supervised fine-tuning (pipelines.sft)")
     generate: generate.Config = option(generate.Config(), "candidate generation (pipelines.generate)")
     preferences: preferences.Config = option(preferences.Config(), "annotation -> preference pairs")
@@ -78,16 +93,56 @@ def load_pipeline_config(config_file: str | None, overrides: list[str]) -> Pipel
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) in 'stages': {', '.join(unknown)}. Valid stages: {', '.join(STAGES)}")
+    validate_rounds(config)
+    wire_selection(config)
     return config
+
+
+def wire_selection(config: PipelineConfig) -> None:
+    """Derived settings: the label budget, and with a select stage, preferences label what it selected."""
+    selecting = "select" in config.stages
+    if selecting and config.preferences.candidates == config.generate.output_dir:
+        config.preferences.candidates = config.select.output_dir
+    if config.labels_per_round is not None:
+        if selecting:
+            config.select.selection.budget = config.labels_per_round
+        else:
+            config.generate.num_prompts = config.labels_per_round
 
 
 def run_pipeline(
     config: PipelineConfig, from_stage: str | None = None, force: bool = False,
     log: Callable[[str], None] = print, before_stage: Callable[[str, PipelineConfig], None] | None = None,
 ) -> dict[str, Artifact]:
-    """Run the configured stages in order; stages from ``from_stage`` on are re-run even if up to date."""
+    """Run the configured stages in order; stages from ``from_stage`` on are re-run even if up to date.
+
+    With ``rounds > 1``, the chain of each round in turn (``from_stage`` on in every round), then
+    ``<run_dir>/rounds.md``; returns the last round's artifacts. ``before_stage`` gets the round's config.
+    """
     if from_stage is not None and from_stage not in config.stages:
         raise ConfigError(f"--from {from_stage}: not one of the configured stages ({', '.join(config.stages)})")
+    if config.rounds == 1:
+        return run_chain(config, from_stage, force, log, before_stage)
+    per_round = []
+    for k in range(1, config.rounds + 1):
+        log(f"##### round {k}/{config.rounds} #####")
+        token = ROUND.set(k)  # recorded in every manifest the round writes
+        try:
+            per_round.append(run_chain(round_config(config, k), from_stage, force, log, before_stage))
+        finally:
+            ROUND.reset(token)
+    evals = [artifacts["eval"] for artifacts in per_round if "eval" in artifacts]
+    if evals:
+        report = write_rounds_report(config.run_dir, evals)
+        log(f"rounds: {report}\n{rounds_table(rounds_rows(evals))}")
+    return per_round[-1]
+
+
+def run_chain(
+    config: PipelineConfig, from_stage: str | None, force: bool, log: Callable[[str], None],
+    before_stage: Callable[[str, PipelineConfig], None] | None,
+) -> dict[str, Artifact]:
+    """One pass over ``config.stages``."""
     rerun = False
     artifacts = {}
     for index, name in enumerate(config.stages, start=1):

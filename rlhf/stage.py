@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from rlhf.artifacts import STAGE_STARTED, Artifact, is_up_to_date, open_artifact
+from rlhf.artifacts import STAGE_STARTED, Artifact, is_up_to_date, open_artifact, place_in_run
 from rlhf.console import say, stage_log
 from rlhf.summary import result_line
 
@@ -23,9 +23,10 @@ def open_inputs(stage: ModuleType, config: Any) -> dict[str, Artifact]:
 
 
 def log_file(config: Any) -> Path:
-    """``<run_dir>/logs/<output name>.log``: the full library and trainer logs of the stage's last run."""
+    """``<run_dir>/logs/<output name>.log`` (``logs/round-2/ppo.log`` in a run with rounds): the full library
+    and trainer logs of the stage's last run."""
     output = Path(config.output_dir)
-    return Path(getattr(config, "run_dir", output.parent)) / "logs" / f"{output.name}.log"
+    return Path(getattr(config, "run_dir", output.parent)) / "logs" / f"{place_in_run(config)}.log"
 
 
 def run_stage(stage: ModuleType, config: Any, force: bool = False, log: Callable[[str], None] = say) -> Artifact:

@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
+from datasets import Dataset, DatasetDict, Features, List, Value, concatenate_datasets, load_from_disk
 
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
 from rlhf.config import ConfigError
@@ -64,6 +64,22 @@ def load_pairs(preferences: Artifact) -> DatasetDict:
                 f"preferences artifact {preferences.path} lacks columns {sorted(missing)}; re-export it"
             )
     return data
+
+
+def preference_inputs(preferences: str, extra: list[str]) -> dict[str, tuple[str, str]]:
+    """``preferences`` and each of ``extra`` as inputs ``preferences``, ``preferences/1``, ...: every artifact
+    whose pairs are used is an input, so the manifest records the union by path and fingerprint."""
+    return {"preferences": (preferences, KIND), **{f"preferences/{i}": (path, KIND) for i, path in enumerate(extra, 1)}}
+
+
+def load_pair_union(inputs: dict[str, Artifact]) -> DatasetDict:
+    """The pairs of every ``preference_inputs`` artifact, concatenated split by split (train with train,
+    test with test), so a prompt held out in its own artifact stays held out."""
+    parts = [load_pairs(art) for name, art in inputs.items() if name == "preferences" or name.startswith("preferences/")]
+    if len(parts) == 1:
+        return parts[0]
+    return DatasetDict({split: concatenate_datasets([part[split].cast(FEATURES) for part in parts])
+                        for split in ("train", "test")})
 
 
 def write_preferences(

@@ -18,7 +18,7 @@ from pathlib import Path
 from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history, work_dir
-from rlhf.config import DataConfig, LoraConfig, option, trainer_options
+from rlhf.config import ConfigError, DataConfig, LoraConfig, option, trainer_options
 from rlhf.console import attach, keep_logs
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
@@ -43,6 +43,9 @@ class Config:
     output_dir: str = option("${run_dir}/dpo", "where the DPO policy artifact is written", hashed=False)
     seed: int = option(0, "seed for shuffling and for the before/after samples (the same for both)")
     policy: str = option("${run_dir}/sft", "policy artifact to start from; also the frozen reference", hashed=False)
+    reference: str | None = option(
+        None, "frozen reference policy artifact when it is not the starting policy (null = policy); pipelines.run "
+        "--rounds sets it to the SFT policy while later rounds start from the previous round's policy", hashed=False)
     preferences: str = option("${run_dir}/preferences", "preferences artifact (train/test pairs)", hashed=False)
     lora: LoraConfig = option(LoraConfig(), "optional LoRA adapters; the reference is then the adapter-disabled model")
     data: DataConfig = option(DataConfig(), "task whose held-out prompts are sampled for the gold-reward comparison")
@@ -54,7 +57,13 @@ class Config:
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
-    return {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, PREFERENCES)}
+    needed = {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, PREFERENCES)}
+    if config.reference is not None:
+        if config.lora.enabled:
+            raise ConfigError("reference= needs full fine-tuning: with lora.enabled the reference is the "
+                              "adapter-disabled starting policy; set reference=null or lora.enabled=false")
+        needed["reference"] = (config.reference, POLICY_KINDS)
+    return needed
 
 
 def reference_of(trainer: DPOTrainer):
@@ -70,7 +79,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     tokenizer = load_tokenizer(policy_path)
     model = load_policy(policy_path)
     # Without LoRA the reference is a second frozen copy; with LoRA, TRL disables the adapter instead.
-    ref_model = None if config.lora.enabled else load_policy(policy_path)
+    ref_model = None if config.lora.enabled else load_policy(inputs.get("reference", inputs["policy"]).path)
 
     # The SFT policy's samples, taken before training with the seed the DPO samples will use.
     model.to(process_state().device)

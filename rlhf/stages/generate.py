@@ -36,6 +36,9 @@ class Config:
     data: DataConfig = option(DataConfig(), "where the prompts come from")
     split: Literal["train", "test"] = option("train", "prompt split: 'train' (for preference data) or 'test' (held out for eval)")
     num_prompts: int = option(64, "distinct prompts to sample for (fewer if the split has fewer)")
+    prompt_offset: int | None = option(
+        None, "skip the split's first N distinct prompts (null = 0): pipelines.run --rounds gives round k the "
+        "prompts after those of rounds 1..k-1, so every round labels fresh prompts")
     num_candidates: int = option(4, "K: candidate responses per prompt (>= 2, so there is something to rank)")
     sampling: SamplingConfig = option(SamplingConfig(), "sampling parameters (temperature, top-p/k, length)")
 
@@ -45,11 +48,15 @@ def inputs(config: Config) -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 def select_prompts(config: Config) -> list[str]:
-    """The first ``num_prompts`` distinct prompts of the split, in dataset order."""
+    """``num_prompts`` distinct prompts of the split from ``prompt_offset`` on, in dataset order."""
     if config.num_prompts < 1:
         raise ConfigError(f"num_prompts must be >= 1, got {config.num_prompts}")
     prompts = list(dict.fromkeys(load_task(config.data)[config.split]["prompt"]))  # dedupe, keep order
-    return prompts[: config.num_prompts]
+    offset = config.prompt_offset or 0
+    if not 0 <= offset < len(prompts):
+        raise ConfigError(f"prompt_offset={offset} leaves no prompts: the '{config.split}' split has {len(prompts)} "
+                          "distinct prompts; lower it (with --rounds: fewer rounds or a smaller num_prompts)")
+    return prompts[offset : offset + config.num_prompts]
 
 
 def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:

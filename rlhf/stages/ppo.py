@@ -30,6 +30,9 @@ class Config(PPOConfig):
     run_dir: str = option("runs/tiny", "directory holding every stage's artifact for this run", hashed=False)
     output_dir: str = option("${run_dir}/ppo", "where the PPO policy artifact is written", hashed=False)
     policy: str = option("${run_dir}/sft", "the initial policy and KL reference (an sft artifact)", hashed=False)
+    reference: str | None = option(
+        None, "KL reference policy artifact when it is not the initial policy (null = policy); pipelines.run "
+        "--rounds sets it to the SFT policy while later rounds start from the previous round's policy", hashed=False)
     reward_model: str = option("${run_dir}/reward", "the reward artifact scoring prompt + response", hashed=False)
     data: DataConfig = option(DataConfig(), "prompts: the train split's prompts for rollouts, the test split's for eval")
     lora: LoraConfig = option(LoraConfig(), "LoRA adapters; the reference is then the adapter-disabled base (one backbone)")
@@ -42,7 +45,13 @@ class Config(PPOConfig):
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
-    return {"policy": (config.policy, POLICY_KINDS), "reward_model": (config.reward_model, "reward")}
+    needed = {"policy": (config.policy, POLICY_KINDS), "reward_model": (config.reward_model, "reward")}
+    if config.reference is not None:
+        if config.lora.enabled:
+            raise ConfigError("reference= needs full fine-tuning: with lora.enabled the KL reference is the "
+                              "adapter-disabled initial policy; set reference=null or lora.enabled=false")
+        needed["reference"] = (config.reference, POLICY_KINDS)
+    return needed
 
 
 def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
@@ -58,7 +67,7 @@ def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
 
         policy = get_peft_model(policy, peft_config(config.lora))
     else:
-        ref_policy = load_causal_lm(inputs["policy"].path)
+        ref_policy = load_causal_lm(inputs.get("reference", inputs["policy"]).path)
     # Loaded on the CPU: the trainer moves every member to its device. (Asking PartialState() for a
     # device here would initialise accelerate's process state before the trainer's Accelerator(cpu=...),
     # and under torchrun on CPUs every rank would then run as a separate single process.)

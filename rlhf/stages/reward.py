@@ -28,7 +28,7 @@ from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options
 from rlhf.models import fit_embeddings, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS
-from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
+from rlhf.preferences.artifact import PAIR_COLUMNS, load_pair_union, preference_inputs
 from rlhf.reward_model import MEMBERS_DIR, NORMALIZATION_FILE, SCORING_FILE, RewardModel
 from rlhf.sampling import SamplingConfig, join
 
@@ -45,6 +45,9 @@ class Config:
     output_dir: str = option("${run_dir}/reward", "where the reward model artifact is written", hashed=False)
     seed: int = option(0, "seed for the score head init, shuffling and sampling")
     preferences: str = option("${run_dir}/preferences", "preferences artifact (train/test pairs)", hashed=False)
+    extra_preferences: list[str] = option(
+        [], "further preferences artifacts whose pairs are added to those of `preferences`, split by split "
+        "(pipelines.run --rounds: the earlier rounds' labels); each is an input recorded in the manifest", hashed=False)
     base: str = option(
         "${run_dir}/sft",
         "model the reward model starts from: a policy artifact (sft/ppo/dpo) or any causal-LM dir or hub name "
@@ -78,7 +81,8 @@ def _is_artifact_path(config: Config, path: str) -> bool:
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
     validate(config)
-    needed = {"preferences": (config.preferences, PREFERENCES), "reference": (config.reference, POLICY_KINDS)}
+    needed = {**preference_inputs(config.preferences, config.extra_preferences),
+              "reference": (config.reference, POLICY_KINDS)}
     if _is_artifact_path(config, config.base):
         needed["base"] = (config.base, POLICY_KINDS)
     return needed
@@ -154,7 +158,7 @@ def train_member(config: Config, base_path, pairs, member: int) -> RewardTrainer
 
 def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     validate(config)
-    pairs = load_pairs(inputs["preferences"])
+    pairs = load_pair_union(inputs)
     base_path = inputs["base"].path if "base" in inputs else config.base
     trainer = train_member(config, base_path, pairs, 0)
     tokenizer, args, work = trainer.processing_class, trainer.args, work_dir(config)
