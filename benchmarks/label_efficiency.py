@@ -207,6 +207,7 @@ def run_strategy(strategy: str, seed: int, s: dict, args) -> list[dict]:
     gold = s["gold"]
     spent: set[str] = set()
     labels: list[tuple[str, str]] = []
+    topped_up = 0  # pairs the strategy did not fill, filled with random ones
 
     def take(pairs: list[Item]) -> None:
         for pair in pairs:
@@ -220,12 +221,18 @@ def run_strategy(strategy: str, seed: int, s: dict, args) -> list[dict]:
     curve = []
     while True:
         rm = train_ensemble(s, labels, args.members, args.l2, seed)
-        curve.append({"labels": len(spent), "usable": len(labels), **measure(rm, s["test"], gold)})
+        curve.append({"labels": len(spent), "usable": len(labels), "random_top_up": topped_up,
+                      **measure(rm, s["test"], gold)})
         if len(spent) >= args.max_labels:
             return curve
         batch = min(args.batch, args.max_labels - len(spent))
-        take(select_pairs(items, batch, SelectionConfig(strategy=strategy), rm, seed=seed * 1000 + len(spent),
-                          exclude=spent))
+        step_seed = seed * 1000 + len(spent)
+        chosen = select_pairs(items, batch, SelectionConfig(strategy=strategy), rm, seed=step_seed, exclude=spent)
+        if len(chosen) < batch:  # double Thompson when the members agree on (nearly) every prompt's best
+            topped_up += batch - len(chosen)
+            chosen += select_pairs(items, batch - len(chosen), SelectionConfig(strategy="random"), seed=step_seed,
+                                   exclude=spent | {it.item_id for it in chosen})
+        take(chosen)
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +297,8 @@ def print_table(summary: dict, n: int) -> None:
         cells += [f"{m:+.3f} ± {h:.3f}" for m, h in (row["bon_gold/final"], row["bon_gold/auc"])]
         print(f"{name:24s} {cells[0]:>16s} {cells[1]:>16s} {cells[2]:>17s} {cells[3]:>17s} "
               f"{(f'{reach:.0f}' if reach else 'not reached'):>14s} {saving:>7s}")
+    if "bon_reference" in summary:
+        print("best-of-n references: " + ", ".join(f"{k} {v:+.3f}" for k, v in summary["bon_reference"].items()))
     if summary["target_accuracy"] is not None:
         print(f"target: 95 % of random's final accuracy = {summary['target_accuracy']:.3f}")
 
@@ -309,6 +318,10 @@ def plot(summary: dict, path: Path, n: int) -> None:
             ax.fill_between(row["labels"], mean - half, mean + half, alpha=0.15)
     axes[0].set(xlabel="labels spent (pairs)", ylabel="held-out pair accuracy vs gold", title="reward model")
     axes[1].set(xlabel="labels spent (pairs)", ylabel="gold reward", title=f"best-of-{n} of the SFT policy")
+    reference = summary.get("bon_reference", {})
+    for (name, value), style in zip(reference.items(), (":", "--")):
+        axes[1].axhline(value, color="grey", ls=style, lw=1, label=name.replace("_", " "))
+    axes[1].legend(fontsize=8)
     if summary["target_accuracy"] is not None:
         axes[0].axhline(summary["target_accuracy"], color="grey", ls=":", lw=1, label="95 % of random's final")
     axes[0].legend(fontsize=8)
@@ -333,6 +346,8 @@ def main(argv=None) -> None:
         print(f"{strategy}: {time.time() - t1:.0f} s; final accuracy per seed "
               f"{[round(c[-1]['accuracy'], 3) for c in results[strategy]]}")
     summary = summarize(results)
+    golds = [[s["gold"][join(p, r)] for r in rs] for p, rs in s["test"]]
+    summary["bon_reference"] = {"sft_sample": float(np.mean(golds)), "gold_best_of_n": float(np.mean([max(g) for g in golds]))}
     print_table(summary, args.n)
     out = Path(args.out)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "curves": results, "summary": summary}, indent=1))
