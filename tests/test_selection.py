@@ -147,3 +147,42 @@ def test_stage_output_feeds_the_preferences_stage_and_the_app(tmp_path):
     with pytest.raises(ConfigError, match="reward_model="):
         run_stage(select, load_config(select.Config, "configs/tiny/select.yaml",
                                       [f"run_dir={tmp_path}", "selection.strategy=entropy"]), log=lambda _: None)
+
+
+def make_reward_artifact(path, members: int):
+    """A reward artifact of untrained tiny GPT-2 scorers (member 0 at the top, the rest under members/)."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from rlhf.artifacts import write_artifact
+    from rlhf.reward_model import MEMBERS_DIR
+    from rlhf.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer([f"Review #{i}: This movie was great dull" for i in range(20)], 300)
+    with write_artifact(path, "reward", SelectionConfig()) as out:
+        for k in range(members):
+            torch.manual_seed(k)
+            model = GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_head=2, n_embd=16,
+                                                             n_positions=256, num_labels=1,
+                                                             pad_token_id=tokenizer.pad_token_id))
+            target = out.path / (f"{MEMBERS_DIR}/{k}" if k else "")
+            model.save_pretrained(target)
+            tokenizer.save_pretrained(target)
+    return path
+
+
+def test_stage_scores_pairs_with_a_reward_model_ensemble_artifact(tmp_path):
+    from annotation_fixtures import make_candidates_artifact
+    from rlhf.stage import run_stage
+    from rlhf.stages import select
+
+    make_candidates_artifact(tmp_path / "candidates", num_prompts=4, num_candidates=3)
+    single, ensemble = make_reward_artifact(tmp_path / "rm1", 1), make_reward_artifact(tmp_path / "rm3", 3)
+    for strategy in ("entropy", "ensemble_disagreement", "double_thompson"):
+        config = load_config(select.Config, "configs/tiny/select.yaml",
+                             [f"run_dir={tmp_path}", f"reward_model={ensemble}", f"selection.strategy={strategy}",
+                              "selection.budget=5", f"output_dir={tmp_path}/{strategy}"])
+        rows = load_candidates(run_stage(select, config, log=lambda _: None))
+        assert 0 < len(rows) <= 5 and all(len(ids) == 2 for ids in rows["candidate_ids"])
+    config.reward_model, config.output_dir = str(single), str(tmp_path / "single")
+    with pytest.raises(ConfigError, match="ensemble_size"):
+        run_stage(select, config, log=lambda _: None)
