@@ -30,6 +30,11 @@ def candidate_id(pid: str, k: int, text: str) -> str:
     return f"{pid}-{k}-{_digest(pid, str(k), text)[:6]}"
 
 
+def pair_item_id(item_id: str, a: str, b: str) -> str:
+    """The item id of one candidate pair of item ``item_id`` (selection): the same pair, the same id."""
+    return f"{item_id}~{_digest(a, b)[:8]}"
+
+
 def load_candidates(artifact: Artifact) -> Dataset:
     """The candidates dataset of a finished artifact."""
     return load_from_disk(str(artifact.path / "data"))
