@@ -35,6 +35,11 @@ def pair_item_id(item_id: str, a: str, b: str) -> str:
     return f"{item_id}~{_digest(a, b)[:8]}"
 
 
+def source_item_id(item_id: str) -> str:
+    """The prompt's item id behind a pair item id (``pair_item_id``); other ids are returned as they are."""
+    return item_id.split("~", 1)[0]
+
+
 def load_candidates(artifact: Artifact) -> Dataset:
     """The candidates dataset of a finished artifact."""
     return load_from_disk(str(artifact.path / "data"))

@@ -21,11 +21,12 @@ from rlhf.evaluation.rounds import rounds_rows, rounds_table, write_rounds_repor
 from rlhf.rounds import round_config, validate_rounds
 from rlhf.stage import run_stage
 from rlhf.stages import (arena, best_of_n, dpo, eval as eval_stage, generate, grpo, online_dpo, ppo, preferences,
-                         rejection_sampling, reward, rloo, sft)
+                         rejection_sampling, reward, rloo, select, sft)
 
 STAGES: dict[str, ModuleType] = {
     "sft": sft,
     "generate": generate,
+    "select": select,
     "preferences": preferences,
     "reward": reward,
     "ppo": ppo,
@@ -39,7 +40,7 @@ STAGES: dict[str, ModuleType] = {
     "arena": arena,
 }
 # Optional stages: run only when listed in ``stages:`` (and their policy in eval.policies / arena.policies).
-OPTIONAL = ("rloo", "grpo", "online_dpo", "best_of_n", "rejection_sampling", "arena")
+OPTIONAL = ("select", "rloo", "grpo", "online_dpo", "best_of_n", "rejection_sampling", "arena")
 DEFAULT_STAGES = [name for name in STAGES if name not in OPTIONAL]
 
 
@@ -61,6 +62,8 @@ class PipelineConfig:
         "the select stage's selection.budget when it runs; null = leave those as configured")
     sft: sft.Config = option(sft.Config(), "supervised fine-tuning (pipelines.sft)")
     generate: generate.Config = option(generate.Config(), "candidate generation (pipelines.generate)")
+    select: select.Config = option(
+        select.Config(), "which candidate pairs to label (pipelines.select; optional: add it to stages after generate)")
     preferences: preferences.Config = option(preferences.Config(), "annotation -> preference pairs")
     reward: reward.Config = option(reward.Config(), "reward model (pipelines.reward)")
     ppo: ppo.Config = option(ppo.Config(), "PPO (pipelines.ppo)")

@@ -23,6 +23,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from rlhf.config import ConfigError
+from rlhf.preferences.selection import NEEDS_REWARD_MODEL
 
 if TYPE_CHECKING:
     from rlhf.pipeline import PipelineConfig
@@ -79,9 +80,12 @@ def round_config(config: PipelineConfig, k: int) -> PipelineConfig:
     cfg.stages = [s for s in config.stages if k == 1 or s not in SHARED]
     if k > 1:
         cfg.generate.prompt_offset = (config.generate.prompt_offset or 0) + (k - 1) * config.generate.num_prompts
-    if "select" in config.stages and getattr(cfg.select, "reward_model", None) == cfg.reward.output_dir:
-        # Selection runs before the round's reward model exists: it scores with the previous round's.
+    if "select" in config.stages and cfg.select.reward_model == cfg.reward.output_dir:
+        # Selection runs before the round's reward model exists: it scores with the previous round's,
+        # and round 1, with no reward model yet, picks its pairs at random (the usual seed set).
         cfg.select.reward_model = round_config(config, k - 1).reward.output_dir if k > 1 else None
+        if k == 1 and cfg.select.selection.strategy in NEEDS_REWARD_MODEL:
+            cfg.select.selection.strategy = "random"
     if k == 1:
         return cfg
     previous = round_config(config, k - 1)

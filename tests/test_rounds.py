@@ -40,6 +40,19 @@ def test_each_round_links_to_the_previous_one(tmp_path):
     assert moving.ppo.reference is None  # the reference is the policy the round starts from
 
 
+def test_selection_in_rounds_labels_the_selected_pairs_scored_by_the_previous_reward_model(tmp_path):
+    config = rounds_config(tmp_path, "rounds=2", "labels_per_round=7",
+                           "stages=[sft,generate,select,preferences,reward,ppo,eval]",
+                           "select.selection.strategy=entropy", "select.reward_model=${run_dir}/reward")
+    first, second = round_config(config, 1), round_config(config, 2)
+    assert [r.preferences.candidates for r in (first, second)] == [f"{tmp_path}/round-{k}/selected" for k in (1, 2)]
+    assert [r.select.candidates for r in (first, second)] == [f"{tmp_path}/round-{k}/candidates" for k in (1, 2)]
+    assert first.select.selection.budget == second.select.selection.budget == 7  # the label budget
+    # no reward model before round 1's: its pairs are random; round 2 scores with round 1's reward model
+    assert (first.select.reward_model, first.select.selection.strategy) == (None, "random")
+    assert (second.select.reward_model, second.select.selection.strategy) == (f"{tmp_path}/round-1/reward", "entropy")
+
+
 def test_one_round_is_the_plain_layout(tmp_path):
     config = rounds_config(tmp_path)
     assert round_config(config, 1) is config and config.ppo.output_dir == f"{tmp_path}/ppo"

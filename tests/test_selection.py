@@ -128,21 +128,26 @@ def test_stage_output_feeds_the_preferences_stage_and_the_app(tmp_path):
 
     source = make_candidates_artifact(tmp_path / "candidates", num_prompts=8, num_candidates=4)
     config = load_config(select.Config, "configs/tiny/select.yaml",
-                         [f"run_dir={tmp_path}", "selection.budget=10", "selection.strategy=diversity"])
+                         [f"run_dir={tmp_path}", "selection.budget=16", "selection.strategy=diversity"])
     selected = run_stage(select, config, log=lambda _: None)
     assert selected.kind == CANDIDATES and selected.metrics["selected/prompts"] == 8
     rows = load_candidates(selected)
-    assert len(rows) == 10 and all(len(ids) == 2 for ids in rows["candidate_ids"])
+    assert len(rows) == 16 and all(len(ids) == 2 for ids in rows["candidate_ids"])
 
     store = LabelStore(tmp_path / "app.sqlite")
-    assert import_candidates(store, str(selected.path)) == 10  # the app serves exactly the selected pairs
+    assert import_candidates(store, str(selected.path)) == 16  # the app serves exactly the selected pairs
     assert {it.item_id for it in store.items()} == set(rows["prompt_id"])
 
     prefs = load_config(preferences.Config, "configs/tiny/preferences.yaml",
-                        [f"run_dir={tmp_path}", f"candidates={selected.path}", "simulator.temperature=0"])
+                        [f"run_dir={tmp_path}", f"candidates={selected.path}", "simulator.temperature=0", "test_fraction=0.25"])
     artifact = run_stage(preferences, prefs, log=lambda _: None)
-    assert artifact.metrics["items/labelled"] == 10
+    assert artifact.metrics["items/labelled"] == 16
     assert artifact.manifest["inputs"]["candidates"]["fingerprint"] == selected.fingerprint
+    from rlhf.preferences.artifact import load_pairs
+
+    pairs = load_pairs(artifact)  # two pairs of one prompt never straddle the train/test split
+    split_prompts = {name: set(pairs[name]["prompt"]) for name in ("train", "test")}
+    assert split_prompts["test"] and not split_prompts["train"] & split_prompts["test"]
 
     with pytest.raises(ConfigError, match="reward_model="):
         run_stage(select, load_config(select.Config, "configs/tiny/select.yaml",

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 from datasets import DatasetDict
 
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact
-from rlhf.candidates import KIND as CANDIDATES, load_candidates
+from rlhf.candidates import KIND as CANDIDATES, load_candidates, source_item_id
 from rlhf.config import ConfigError
 from rlhf.preferences.agreement import agreement, is_both_bad, usable
 from rlhf.preferences.artifact import split_by_prompt
@@ -114,7 +114,9 @@ def build_export(
         item = by_id[p.item_id]
         text = dict(zip(item.candidate_ids, item.candidates))
         rows.append({"prompt": item.prompt, "chosen": text[p.chosen], "rejected": text[p.rejected],
-                     "prompt_id": item.item_id, "annotators": p.annotators, "agreement": p.agreement})
+                     # the prompt's id, not a selected pair's: a prompt's pairs never straddle the split
+                     "prompt_id": source_item_id(item.item_id), "annotators": p.annotators,
+                     "agreement": p.agreement})
     data = split_by_prompt(rows, test_fraction, seed)
     stats = agreement(labels, drop_flagged)
     # How often the labels side with the task's gold reward (the simulated annotators' ground truth).
