@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import torch
 
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
 from rlhf.config import ConfigError, DataConfig, option
@@ -169,6 +170,8 @@ class Evaluator:
         return self.eval_seed + 1000 * seed
 
     def policy(self, model, seed: int) -> dict[str, float]:
+        """Score a live or loaded policy (it is moved to the reference's device)."""
+        model = model.to(next(self.reference.parameters()).device)
         was_training = model.training
         samples = sample_and_score(model, self.tokenizer, self.prompts, self.sampling, self.seed_of(seed),
                                    reference=self.reference, reward_model=self.reward_model)
@@ -199,8 +202,10 @@ def best_of_n_points(ev: Evaluator, sft, seed: int, ns: list[int]) -> Iterable[d
     """One pool of max(n) SFT samples per prompt, scored once; best-of-n is the RM's best of the first n."""
     pool_size = max(ns)
     start = time.perf_counter()
+    # No reference pass: the pool IS the SFT policy's samples (per-sample KL 0); the chosen sample's own
+    # per-token KL would not be the KL of the best-of-n policy either.
     pool = sample_and_score(sft, ev.tokenizer, ev.prompts, ev.sampling, ev.seed_of(seed), num_samples=pool_size,
-                            reference=ev.reference, reward_model=ev.reward_model)
+                            reward_model=ev.reward_model)
     pool_time = time.perf_counter() - start
     for n in ns:
         rows = [range(i * pool_size, i * pool_size + n) for i in range(len(ev.prompts))]
@@ -212,7 +217,6 @@ def best_of_n_points(ev: Evaluator, sft, seed: int, ns: list[int]) -> Iterable[d
         estimate = float(np.mean([bon_kl_estimate([pool.rm[i] for i in r], [pool.responses[i] for i in r], n)
                                   for r in rows]))
         yield {"x": n, **sample_summary(chosen), "kl_estimate": estimate,
-               "chosen_sample_kl": float(np.mean([pool.kl[i] for i in best])),
                "wall_time_s": pool_time * n / pool_size,
                "tokens_generated": int(sum(pool.lengths[i] for r in rows for i in r))}
 
@@ -286,10 +290,11 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
     store = PointStore(work / "points")
     runs = work / "runs"
     if evaluator is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the stages train, too
         tokenizer = load_tokenizer(inputs["sft"].path)
         evaluator = Evaluator(held_out_prompts(config.eval.data, config.eval.num_prompts), tokenizer,
-                              load_causal_lm(inputs["sft"].path).eval(), RewardModel.load(inputs["reward"].path),
-                              config.eval.sampling, config.eval.seed)
+                              load_causal_lm(inputs["sft"].path).to(device).eval(),
+                              RewardModel.load(inputs["reward"].path, device), config.eval.sampling, config.eval.seed)
     ev = evaluator
     ensemble = None
     for seed in config.seeds:
