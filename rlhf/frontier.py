@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
-from rlhf.config import ConfigError, DataConfig, option
+from rlhf.config import ConfigError, DataConfig, config_hash, option
 from rlhf.data import held_out_prompts
 from rlhf.evaluation.metrics import repeated_ngram_rate, t_interval
 from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
@@ -113,13 +113,22 @@ def load_frontier_config(config_file: str | None, overrides: list[str]) -> Front
 
 
 class PointStore:
-    """``<dir>/<method>/seed<seed>/<setting>.json`` per point; a point on disk is never recomputed."""
+    """``<dir>/<method>-<version>/seed<seed>/<setting>.json`` per point; a point on disk is never recomputed.
 
-    def __init__(self, root: str | Path):
+    ``versions`` (``point_versions``) names each method's folder after a hash of everything its points
+    depend on, so after a recipe or base-run change the old points are simply not read.
+    """
+
+    def __init__(self, root: str | Path, versions: dict[str, str] | None = None):
         self.root = Path(root)
+        self.versions = versions or {}
+
+    def folder(self, method: str) -> Path:
+        version = self.versions.get(method)
+        return self.root / (f"{method}-{version}" if version else method)
 
     def path(self, method: str, seed: int, setting: str) -> Path:
-        return self.root / method / f"seed{seed}" / f"{setting}.json"
+        return self.folder(method) / f"seed{seed}" / f"{setting}.json"
 
     def has(self, method: str, seed: int, setting: str) -> bool:
         return self.path(method, seed, setting).is_file()
@@ -136,8 +145,19 @@ class PointStore:
             self.put({"method": method, "seed": seed, "setting": setting, **compute()})
         return json.loads(self.path(method, seed, setting).read_text())
 
-    def all(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.root.glob("*/seed*/*.json"))]
+    def all(self, methods: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        folders = [self.folder(m) for m in methods] if methods is not None else sorted(self.root.glob("*"))
+        return [json.loads(p.read_text()) for folder in folders for p in sorted(folder.glob("seed*/*.json"))]
+
+
+def point_versions(config: "FrontierConfig", inputs: dict[str, Artifact]) -> dict[str, str]:
+    """Per method, a hash of what its points depend on: the base run's artifacts, the eval settings, its section."""
+    common = {"inputs": {name: art.fingerprint for name, art in inputs.items()}, "eval": config.eval}
+    sections: dict[str, dict] = {
+        "sft": {}, "best_of_n": {}, "ppo": {"ppo": config.ppo}, "dpo": {"dpo": config.dpo},
+        "ppo_ensemble": {"ppo": config.ppo, "reward": config.reward, "objective": config.ensemble_objective},
+        **{m: {m: getattr(config, m)} for m in SINGLE_POINT}}
+    return {method: config_hash({**common, **part})[:8] for method, part in sections.items()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -257,7 +277,9 @@ def seeded(section: Any, seed: int, output_dir: Path, run_dir: Path, **fields: A
 
 def ppo_points(config: FrontierConfig, ev: Evaluator, store: PointStore, method: str, seed: int,
                section: ppo.Config, inputs: dict[str, Artifact], log: Callable[[str], None]) -> None:
-    """One PPO run; the on_step_end hook scores the live policy every snapshot_every steps."""
+    """One PPO run; the on_step_end hook scores the live policy every snapshot_every steps.
+
+    Its run directory carries the point version, so a killed run resumes only under the same settings."""
     steps = section.total_episodes // section.rollout_batch_size
     wanted = sorted({s for s in range(config.snapshot_every, steps + 1, config.snapshot_every)} | {steps})
     if all(store.has(method, seed, f"step{s:05d}") for s in wanted):
@@ -266,7 +288,7 @@ def ppo_points(config: FrontierConfig, ev: Evaluator, store: PointStore, method:
 
     def on_step_end(step: int, trainer) -> None:
         if clock["offset"] is None:  # resumed after a kill: continue the training clock of the last point
-            earlier = [p for p in store.all() if p["method"] == method and p["seed"] == seed and p["x"] < step]
+            earlier = [p for p in store.all([method]) if p["seed"] == seed and p["x"] < step]
             clock["offset"] = max((p["wall_time_s"] for p in earlier), default=0.0)
         if step not in wanted:
             return
@@ -287,7 +309,7 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
     """Run (or resume) every point, then write the frontier artifact."""
     inputs = base_inputs(config)
     work = work_root(config)
-    store = PointStore(work / "points")
+    store = PointStore(work / "points", point_versions(config, inputs))
     runs = work / "runs"
     if evaluator is None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the stages train, too
@@ -303,23 +325,24 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                                                            "wall_time_s": 0.0, "tokens_generated": 0})
         for method in config.methods:
             if method == "ppo":
-                section = seeded(config.ppo, seed, runs / f"ppo-seed{seed}", runs,
+                section = seeded(config.ppo, seed, runs / f"{store.folder('ppo').name}-seed{seed}", runs,
                                  policy=str(inputs["sft"].path), reward_model=str(inputs["reward"].path))
                 ppo_points(config, ev, store, "ppo", seed, section, {**inputs, "reward_model": inputs["reward"]}, log)
             elif method == "ppo_ensemble":
                 if ensemble is None:  # one ensemble reward model serves every seed
-                    ens_cfg = replace(config.reward, run_dir=str(runs), output_dir=str(runs / "reward-ensemble"),
+                    ens_dir = runs / f"reward-ensemble-{store.versions['ppo_ensemble']}"
+                    ens_cfg = replace(config.reward, run_dir=str(runs), output_dir=str(ens_dir),
                                       base=str(inputs["sft"].path), reference=str(inputs["sft"].path),
                                       preferences=str(Path(config.base_run) / "preferences"))
                     ensemble = run_stage(reward, ens_cfg, log=log)
-                section = seeded(config.ppo, seed, runs / f"ppo_ensemble-seed{seed}", runs,
+                section = seeded(config.ppo, seed, runs / f"{store.folder('ppo_ensemble').name}-seed{seed}", runs,
                                  policy=str(inputs["sft"].path), reward_model=str(ensemble.path),
                                  reward_ensemble=replace(config.ppo.reward_ensemble, objective=config.ensemble_objective))
                 ppo_points(config, ev, store, "ppo_ensemble", seed, section, {**inputs, "reward_model": ensemble}, log)
             elif method == "dpo":
                 for beta in config.dpo_betas:
                     def dpo_point(beta=beta):
-                        section = seeded(config.dpo, seed, runs / f"dpo-seed{seed}-beta{beta:g}", runs,
+                        section = seeded(config.dpo, seed, runs / f"{store.folder('dpo').name}-seed{seed}-beta{beta:g}", runs,
                                          policy=str(inputs["sft"].path),
                                          preferences=str(inputs["preferences"].path))
                         section = replace(section, train=replace(section.train, beta=beta))
@@ -335,14 +358,14 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
             else:
                 stage = SINGLE_POINT[method]
                 def single_point(stage=stage, method=method):
-                    section = seeded(getattr(config, method), seed, runs / f"{method}-seed{seed}", runs,
+                    section = seeded(getattr(config, method), seed, runs / f"{store.folder(method).name}-seed{seed}", runs,
                                      policy=str(inputs["sft"].path), reward_model=str(inputs["reward"].path))
                     art = run_stage(stage, section, log=log)
                     return {"x": 0, **ev.policy(load_causal_lm(art.path).eval(), seed),
                             "wall_time_s": art.manifest["wall_time_s"], "tokens_generated": None}
                 store.get_or_compute(method, seed, "final", single_point)
             log(f"[frontier] {method} seed {seed}: done")
-    points = [p for p in store.all() if p["seed"] in config.seeds and p["method"] in ("sft", *config.methods)]
+    points = [p for p in store.all(["sft", *config.methods]) if p["seed"] in config.seeds]
     return write_frontier(config, points, inputs)
 
 

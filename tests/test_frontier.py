@@ -7,6 +7,7 @@ sweep's bookkeeping, on hand-made numbers whose right answers are known.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -55,7 +56,7 @@ def test_sweep_resumes_without_recomputing_finished_points(base_run, monkeypatch
     trained = []
 
     def fake_run_stage(stage, cfg, log=print, force=False):
-        trained.append(Path(cfg.output_dir).name)
+        trained.append(re.sub(r"-[0-9a-f]{8}-", "-", Path(cfg.output_dir).name))  # run dirs carry the point version
         return SimpleNamespace(path=Path(cfg.output_dir), manifest={"wall_time_s": 1.0})
 
     monkeypatch.setattr(frontier, "run_stage", fake_run_stage)
@@ -65,7 +66,7 @@ def test_sweep_resumes_without_recomputing_finished_points(base_run, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         frontier.run_frontier(cfg, log=lambda _: None, evaluator=CountingEvaluator(fail_at=4))
     store = frontier.PointStore(frontier.work_root(cfg) / "points")
-    done = sorted(p.name for p in store.root.rglob("*.json"))
+    done = sorted(p.name for p in store.root.rglob("*.json"))  # (in <method>-<version>/seed<s>/)
     assert done == ["beta0.1.json", "beta0.3.json", "sft.json"]
     mtimes = {p: p.stat().st_mtime_ns for p in store.root.rglob("*.json")}
     assert not Path(cfg.output_dir).exists()  # no half-finished artifact
@@ -85,6 +86,12 @@ def test_sweep_resumes_without_recomputing_finished_points(base_run, monkeypatch
     third = CountingEvaluator()
     frontier.run_frontier(cfg, log=lambda _: None, evaluator=third)
     assert trained == [] and third.calls == []
+
+    # Another recipe (or eval setting) makes other points: the old ones are not mixed in.
+    fourth = CountingEvaluator()
+    frontier.run_frontier(config(base_run, "dpo.train.learning_rate=1e-5"), log=lambda _: None, evaluator=fourth)
+    assert trained == [f"dpo-seed{s}-beta{b}" for s in (0, 1) for b in ("0.1", "0.3", "1")]
+    assert len(fourth.calls) == 6  # the SFT points still hold: their eval settings did not change
 
 
 def test_ppo_snapshots_are_scored_once_across_a_resume(base_run, monkeypatch):
