@@ -40,6 +40,7 @@ PRODUCERS = {
     "best_of_n": "python -m pipelines.best_of_n",
     "rejection_sampling": "python -m pipelines.rejection_sampling",
     "eval": "python -m pipelines.eval",
+    "frontier": "python -m pipelines.frontier --config configs/tiny/frontier.yaml",
     "arena": "python -m pipelines.arena",
     "arena_votes": "python -m annotation_ui.arena_export (people's votes from the arena app)",
 }

@@ -78,21 +78,27 @@ class PipelineConfig:
     arena: arena.Config = option(arena.Config(), "policy arena: blind pairwise votes, Bradley-Terry ratings (pipelines.arena)")
 
 
-def load_pipeline_config(config_file: str | None, overrides: list[str]) -> PipelineConfig:
-    """Defaults, then each stage's own recipe (``recipes: {stage: file}``), then this file, then overrides.
+def load_sectioned_config(config_cls: type, sections: dict[str, ModuleType], config_file: str | None,
+                          overrides: list[str], run_dir: str = "${run_dir}"):
+    """Defaults, then each section's stage recipe (``recipes: {stage: file}``), then this file, then overrides.
 
-    Reusing the per-stage recipes keeps one source of truth for each stage's settings.
+    Reusing the per-stage recipes keeps one source of truth for each stage's settings. Every section's
+    run_dir follows ``run_dir`` (an interpolation of the top-level config), so one override moves the whole run.
     """
     recipe_layers = []
     if config_file is not None:
         recipes = load_yaml(config_file).get("recipes") or {}
         for name, recipe in recipes.items():
-            if name not in STAGES:
-                raise ConfigError(f"unknown stage '{name}' in 'recipes'. Valid stages: {', '.join(STAGES)}")
+            if name not in sections:
+                raise ConfigError(f"unknown stage '{name}' in 'recipes'. Valid stages: {', '.join(sections)}")
             recipe_layers.append(OmegaConf.create({name: load_yaml(recipe)}))
-    # Every section's run_dir follows the pipeline's, so one override moves the whole run.
-    shared = [f"{name}.run_dir=${{run_dir}}" for name in STAGES]
-    config = load_config(PipelineConfig, config_file, [*shared, *overrides], base_layers=recipe_layers)
+    shared = [f"{name}.run_dir={run_dir}" for name in sections]
+    return load_config(config_cls, config_file, [*shared, *overrides], base_layers=recipe_layers)
+
+
+def load_pipeline_config(config_file: str | None, overrides: list[str]) -> PipelineConfig:
+    """The pipeline's config: ``load_sectioned_config`` over every stage."""
+    config = load_sectioned_config(PipelineConfig, STAGES, config_file, overrides)
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) in 'stages': {', '.join(unknown)}. Valid stages: {', '.join(STAGES)}")

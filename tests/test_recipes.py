@@ -30,12 +30,14 @@ CONFIGS = Path("configs")
 
 
 def is_pipeline(recipe: Path) -> bool:
-    """A pipeline recipe (pipeline.yaml, rounds.yaml) loads stage recipes into its sections."""
+    """A recipe over several stages (pipeline.yaml, rounds.yaml, frontier.yaml) loads stage recipes into its sections."""
     return "recipes" in OmegaConf.load(recipe)
 
 
-STAGE_RECIPES = sorted(p for d in ("tiny", "gpt2") for p in (CONFIGS / d).rglob("*.yaml") if not is_pipeline(p))
-PIPELINES = sorted(p for d in ("tiny", "gpt2") for p in (CONFIGS / d).rglob("*.yaml") if is_pipeline(p))
+SWEEPS = ("frontier",)  # a sweep from a finished run (tests/test_frontier.py): no run_dir of its own
+RECIPES = sorted(p for d in ("tiny", "gpt2") for p in (CONFIGS / d).rglob("*.yaml"))
+STAGE_RECIPES = [p for p in RECIPES if not is_pipeline(p)]
+PIPELINES = [p for p in RECIPES if is_pipeline(p) and p.stem not in SWEEPS]
 ACCELERATE = {  # file -> (distributed_type, num_machines)
     "single_gpu": ("NO", 1), "multi_gpu": ("MULTI_GPU", 1), "multi_node": ("MULTI_GPU", 2),
     "multi_cpu": ("MULTI_CPU", 1), "fsdp": ("FSDP", 1), "deepspeed_zero2": ("DEEPSPEED", 1),
@@ -60,7 +62,7 @@ def test_stage_recipe_loads_into_its_config(recipe):
 @pytest.mark.parametrize("recipe_dir", ["tiny", "gpt2", "gpt2/hh"])
 def test_recipes_of_one_run_share_run_dir_and_data(recipe_dir):
     """Stages meet through run_dir, and sample the same prompts only with the same data block."""
-    # A pipeline recipe of another run (tiny/rounds.yaml) has a run_dir of its own.
+    # A pipeline recipe of another run (tiny/rounds.yaml) has a run_dir of its own; a sweep has none.
     recipes = sorted(p for p in (CONFIGS / recipe_dir).glob("*.yaml") if p.stem == "pipeline" or not is_pipeline(p))
     raw = {p.stem: OmegaConf.to_container(OmegaConf.load(p)) for p in recipes}
     assert len({r["run_dir"] for r in raw.values()}) == 1
