@@ -2,9 +2,11 @@
 
 From a finished run's SFT policy and reward model (``base_run``), per seed:
 
-* ``ppo``: one long PPO run with a small KL coefficient; the policy is evaluated every
+* ``ppo``: one PPO run (the ``ppo`` section, tuned for the KL budget); the policy is evaluated every
   ``snapshot_every`` steps from the stage's ``on_step_end`` hook (no weights are kept);
-* ``ppo_ensemble``: the same with an ensemble reward model (trained once by the reward stage with
+* ``ppo_long``: PPO run long with a small KL coefficient (``ppo`` plus ``long_run``), for the
+  over-optimization curves (Gao et al. 2022 study it that way);
+* ``ppo_ensemble``: ``ppo_long`` with an ensemble reward model (trained once by the reward stage with
   ``reward.ensemble_size`` members) combined by ``ensemble_objective`` (Coste et al. 2024);
 * ``dpo``: one DPO run per beta in ``dpo_betas``;
 * ``best_of_n``: n samples of the SFT policy, the reward model's best, for every n in ``best_of_n``;
@@ -49,7 +51,7 @@ from rlhf.tasks.reviews import is_well_formed
 
 KIND = "frontier"
 BASE_RUN_COMMAND = "python -m pipelines.run --config configs/tiny/pipeline.yaml"
-SWEPT = ("ppo", "ppo_ensemble", "dpo", "best_of_n")
+SWEPT = ("ppo", "ppo_long", "ppo_ensemble", "dpo", "best_of_n")
 SINGLE_POINT = {"rloo": rloo, "grpo": grpo, "online_dpo": online_dpo, "rejection_sampling": rejection_sampling}
 SECTIONS = {"ppo": ppo, "dpo": dpo, "reward": reward, **SINGLE_POINT}
 BON_KL_NOTE = ("best-of-n KL: the analytic log n - (n-1)/n, an UPPER bound on KL(best-of-n || SFT) (Beirami et al. "
@@ -78,6 +80,9 @@ class FrontierConfig:
     recipes: dict[str, str] = option({}, "section -> stage YAML recipe loaded into that section before this file")
     eval: EvalSettings = option(EvalSettings(), "how every point is evaluated")
     snapshot_every: int = option(5, "PPO: evaluate the policy every this many steps (and at the last)")
+    long_run: dict[str, Any] = option(
+        {"kl_coef": 0.02, "total_episodes": 2560}, "ppo_long and ppo_ensemble: PPO fields that differ from the ppo "
+        "section (a small KL coefficient, more steps: the over-optimization run)")
     dpo_betas: list[float] = option([0.03, 0.1, 0.3, 1.0], "DPO: one run per beta (train.beta)")
     best_of_n: list[int] = option([1, 2, 4, 8, 16, 32, 64], "best-of-n: the n values (one pool of max(n) samples per prompt)")
     ensemble_objective: str = option("worst_case", "ppo_ensemble: reward_ensemble.objective (mean, worst_case, "
@@ -155,9 +160,19 @@ def point_versions(config: "FrontierConfig", inputs: dict[str, Artifact]) -> dic
     common = {"inputs": {name: art.fingerprint for name, art in inputs.items()}, "eval": config.eval}
     sections: dict[str, dict] = {
         "sft": {}, "best_of_n": {}, "ppo": {"ppo": config.ppo}, "dpo": {"dpo": config.dpo},
-        "ppo_ensemble": {"ppo": config.ppo, "reward": config.reward, "objective": config.ensemble_objective},
+        "ppo_long": {"ppo": long_run(config)},
+        "ppo_ensemble": {"ppo": long_run(config), "reward": config.reward, "objective": config.ensemble_objective},
         **{m: {m: getattr(config, m)} for m in SINGLE_POINT}}
     return {method: config_hash({**common, **part})[:8] for method, part in sections.items()}
+
+
+def long_run(config: "FrontierConfig") -> ppo.Config:
+    """The PPO section of ppo_long / ppo_ensemble: ``ppo`` with the ``long_run`` fields."""
+    unknown = sorted(set(config.long_run) - {f for f in ppo.Config.__dataclass_fields__})
+    if unknown:
+        raise ConfigError(f"long_run: unknown PPO field(s) {', '.join(unknown)}; use fields of the ppo section, "
+                          "e.g. long_run.kl_coef=0.02")
+    return replace(config.ppo, **config.long_run)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,6 +343,11 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                 section = seeded(config.ppo, seed, runs / f"{store.folder('ppo').name}-seed{seed}", runs,
                                  policy=str(inputs["sft"].path), reward_model=str(inputs["reward"].path))
                 ppo_points(config, ev, store, "ppo", seed, section, {**inputs, "reward_model": inputs["reward"]}, log)
+            elif method == "ppo_long":
+                section = seeded(long_run(config), seed, runs / f"{store.folder('ppo_long').name}-seed{seed}", runs,
+                                 policy=str(inputs["sft"].path), reward_model=str(inputs["reward"].path))
+                ppo_points(config, ev, store, "ppo_long", seed, section, {**inputs, "reward_model": inputs["reward"]},
+                           log)
             elif method == "ppo_ensemble":
                 if ensemble is None:  # one ensemble reward model serves every seed
                     ens_dir = runs / f"reward-ensemble-{store.versions['ppo_ensemble']}"
@@ -335,7 +355,7 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                                       base=str(inputs["sft"].path), reference=str(inputs["sft"].path),
                                       preferences=str(Path(config.base_run) / "preferences"))
                     ensemble = run_stage(reward, ens_cfg, log=log)
-                section = seeded(config.ppo, seed, runs / f"{store.folder('ppo_ensemble').name}-seed{seed}", runs,
+                section = seeded(long_run(config), seed, runs / f"{store.folder('ppo_ensemble').name}-seed{seed}", runs,
                                  policy=str(inputs["sft"].path), reward_model=str(ensemble.path),
                                  reward_ensemble=replace(config.ppo.reward_ensemble, objective=config.ensemble_objective))
                 ppo_points(config, ev, store, "ppo_ensemble", seed, section, {**inputs, "reward_model": ensemble}, log)

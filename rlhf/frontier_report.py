@@ -13,7 +13,7 @@ from rlhf.evaluation.overoptimization import fit_overoptimization, overoptimizat
 from rlhf.evaluation.report import fmt
 from rlhf.frontier import BON_KL_NOTE, best_within_budget, drop_from_peak, with_gains
 
-FITS = {"ppo": "rl", "ppo_ensemble": "rl", "best_of_n": "bon"}  # Gao et al.'s functional form per method
+FITS = {"ppo": "rl", "ppo_long": "rl", "ppo_ensemble": "rl", "best_of_n": "bon"}  # Gao et al.'s functional form per method
 
 
 def frontier_plot(rows: list[dict[str, Any]], path: Path, confidence: float) -> None:
@@ -141,9 +141,9 @@ def render(config, points: list[dict[str, Any]], rows: list[dict[str, Any]], pat
     else:
         lines.append("(too few PPO / best-of-n points to fit)")
 
-    runs = [m for m in ("ppo", "ppo_ensemble") if any(p["method"] == m for p in points)]
+    runs = [m for m in ("ppo_long", "ppo_ensemble") if any(p["method"] == m for p in points)]  # same PPO settings
     if runs:
-        lines += ["", "## Reward-model ensemble vs single reward model (PPO)", "",
+        lines += ["", "## Reward-model ensemble vs single reward model (PPO, the long small-KL run)", "",
                   f"Gold-gain drop from the run's peak to its end, per seed (mean ± t-interval), over the whole run "
                   f"and within the KL budget ({config.kl_budget:g} nats).", "",
                   "| PPO reward | drop, whole run | drop within budget | final KL | final gold gain |", "|---|---|---|---|---|"]

@@ -125,8 +125,19 @@ def test_missing_base_run_names_the_command(tmp_path):
 
 def test_tiny_recipe_loads():
     cfg = frontier.load_frontier_config("configs/tiny/frontier.yaml", ["base_run=/tmp/x"])
-    assert cfg.ppo.policy == "/tmp/x/sft" and cfg.ppo.kl_coef == 0.02  # the sweep's override of ppo.yaml
+    assert cfg.ppo.policy == "/tmp/x/sft" and cfg.ppo.kl_coef == 0.15  # the sweep's override of ppo.yaml
     assert cfg.eval.sampling.temperature == 1.0 and cfg.dpo.train.beta == 0.1  # dpo.yaml's beta, swept per point
+
+
+def test_long_run_is_the_ppo_section_with_its_own_fields():
+    cfg = frontier.load_frontier_config("configs/tiny/frontier.yaml", ["base_run=/tmp/x", "long_run.kl_coef=0.01"])
+    long = frontier.long_run(cfg)
+    assert (long.kl_coef, long.total_episodes) == (0.01, 2560) and long.learning_rate == cfg.ppo.learning_rate
+    versions = frontier.point_versions(cfg, {})
+    assert versions["ppo_long"] != versions["ppo"]  # its points never mix with the tuned run's
+    cfg.long_run = {"kl_coeff": 0.01}
+    with pytest.raises(frontier.ConfigError, match="kl_coeff"):
+        frontier.long_run(cfg)
 
 
 def point(method, seed, setting, x, gold, kl, **extra):
