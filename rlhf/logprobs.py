@@ -91,7 +91,9 @@ def response_slice(logits: torch.Tensor, response_start: int, temperature: float
     ``logits`` cover prompt + response; the logits at column i predict token i + 1.
     """
     _check(response_start, temperature)
-    return logits[:, response_start - 1 : -1].float() / temperature
+    logits = logits[:, response_start - 1 : -1].float()
+    # x / 1.0 == x exactly: skip a vocabulary-wide op (and its backward) at the usual temperature.
+    return logits / temperature if temperature != 1.0 else logits
 
 
 def _check(response_start: int, temperature: float) -> None:

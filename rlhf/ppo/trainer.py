@@ -216,7 +216,6 @@ class PPOTrainer:
     def update(self, batch: Rollout, step: int) -> dict[str, float]:
         cfg, sizes, acc = self.cfg, self.sizes, self.accelerator
         self.model.train()  # dropout is off (p = 0) in every model; train() only matters for custom modules
-        ctx = batch.context_length
         records: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg", "vf", "pg_clip", "vf_clip", "approxkl", "entropy", "ratio")}
         for epoch in range(cfg.num_ppo_epochs):
             # Seeded by step and epoch, not the RNG stream: the shuffle is the same after a resume.
@@ -232,9 +231,10 @@ class PPOTrainer:
                 scale = acc.gradient_accumulation_steps * acc.num_processes
                 minibatch_losses = torch.zeros(2, device=acc.device)
                 for micro_start in range(mb_start, mb_start + sizes.local_mini_batch, cfg.micro_batch_size):
-                    mb = batch[order[micro_start : micro_start + cfg.micro_batch_size]]
+                    mb = batch[order[micro_start : micro_start + cfg.micro_batch_size]].trimmed()
                     with acc.accumulate(self.model):
-                        logprobs, entropy, values = self._forward(self.model, mb.query_responses, mb.attention_mask, ctx)
+                        logprobs, entropy, values = self._forward(self.model, mb.query_responses, mb.attention_mask,
+                                                                  mb.context_length)
                         pg = core.policy_loss(logprobs, mb.logprobs, mb.advantages, mb.mask, cfg.cliprange, num_tokens)
                         vf = core.value_loss(values, mb.values, mb.returns, mb.mask, cfg.cliprange_value, num_tokens)
                         loss = pg.loss + cfg.vf_coef * vf.loss
