@@ -91,7 +91,12 @@ def response_slice(logits: torch.Tensor, response_start: int, temperature: float
     ``logits`` cover prompt + response; the logits at column i predict token i + 1.
     """
     _check(response_start, temperature)
-    logits = logits[:, response_start - 1 : -1].float()
+    return temperature_scaled(logits[:, response_start - 1 : -1], temperature)
+
+
+def temperature_scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """float32 ``logits / temperature``."""
+    logits = logits.float()
     # x / 1.0 == x exactly: skip a vocabulary-wide op (and its backward) at the usual temperature.
     return logits / temperature if temperature != 1.0 else logits
 
