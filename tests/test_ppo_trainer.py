@@ -14,6 +14,7 @@ from transformers.activations import NewGELUActivation
 
 from rlhf.config import ConfigError
 from rlhf.models import fuse_gelu
+from rlhf.logprobs import response_logprobs
 from rlhf.ppo import core
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.modeling import PolicyAndValue, normalised_critic, response_outputs
@@ -213,3 +214,14 @@ def test_a_trimmed_micro_batch_gives_the_same_losses_with_fewer_columns():
         vf = core.value_loss(values, b.values, b.returns, b.mask, 0.2)
         outs.append(torch.stack([pg.loss, vf.loss, pg.approxkl, pg.clipfrac]))
     assert torch.allclose(outs[0], outs[1], atol=1e-6)
+
+
+def test_log_probs_come_from_the_lm_head_at_real_response_tokens_only():
+    batch = fake_rollout()
+    model = PolicyAndValue(tiny_policy())
+    with torch.no_grad():
+        logprobs, entropy, _ = response_outputs(model, batch.query_responses, batch.attention_mask, CONTEXT, 0.7)
+        full = response_logprobs(model.policy, batch.query_responses, batch.attention_mask, CONTEXT, 0.7)
+    real = batch.mask.bool()
+    assert torch.allclose(logprobs[real], full[real], atol=1e-6)
+    assert (logprobs[~real] == 0).all() and (entropy[~real] == 0).all() and (entropy[real] > 0).all()
