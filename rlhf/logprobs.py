@@ -108,16 +108,19 @@ def _check(response_start: int, temperature: float) -> None:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
-def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[token] per position, without materialising the full log-softmax."""
+def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, logsumexp: torch.Tensor | None = None) -> torch.Tensor:
+    """log softmax(logits)[token] per position, without materialising the full log-softmax
+    (``logsumexp``: ``logits.logsumexp(-1)`` if the caller already has it)."""
     picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return picked - logits.logsumexp(-1)
+    return picked - (logits.logsumexp(-1) if logsumexp is None else logsumexp)
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(logits) at each position: logsumexp(l) - sum(p * l)."""
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+def entropy_from_logits(logits: torch.Tensor, logsumexp: torch.Tensor | None = None) -> torch.Tensor:
+    """Entropy of softmax(logits) at each position: logsumexp(l) - sum(p * l) (``logsumexp`` as above)."""
+    if logsumexp is None:
+        probs = torch.softmax(logits, dim=-1)
+        return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+    return logsumexp - ((logits - logsumexp.unsqueeze(-1)).exp() * logits).sum(-1)
 
 
 def logprobs_from_logits(logits: torch.Tensor, responses: torch.Tensor, response_start: int,

@@ -88,10 +88,12 @@ def response_outputs(model: nn.Module, query_responses: torch.Tensor, attention_
     keep = real.shape[1] + 1  # the columns predicting response tokens, + the last
     logits, values = model(query_responses, attention_mask, keep, torch.nn.functional.pad(real, (0, 1)))
     logits = temperature_scaled(logits, temperature)
+    logsumexp = logits.logsumexp(-1)  # once, for the log-probs and the entropy
     logprobs = real.new_zeros(real.shape, dtype=logits.dtype).masked_scatter(
-        real, gather_logprobs(logits, query_responses[:, context_length:][real]))
+        real, gather_logprobs(logits, query_responses[:, context_length:][real], logsumexp))
     ent = None
     if entropy:
         with torch.no_grad():
-            ent = real.new_zeros(real.shape, dtype=logits.dtype).masked_scatter(real, entropy_from_logits(logits))
+            ent = real.new_zeros(real.shape, dtype=logits.dtype).masked_scatter(
+                real, entropy_from_logits(logits, logsumexp))
     return logprobs, ent, values[:, :-1]
