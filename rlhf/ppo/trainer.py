@@ -96,10 +96,11 @@ class PPOTrainer:
 
         model = PolicyAndValue(policy, critic)
         params = [p for p in model.parameters() if p.requires_grad]
-        # foreach: multi-tensor kernels instead of a loop over parameters (torch picks it on CUDA only);
-        # identical numbers, and on CPU an optimizer step of the tiny policy took ~5x less in isolation.
+        # Multi-tensor kernels instead of a loop over parameters (torch picks foreach on CUDA only). On CPU
+        # the fused kernel: foreach there is itself a loop of per-tensor ops; fused took ~2-8x less per step
+        # of the tiny policy, equal to float rounding (3.7e-9 apart after 10 steps).
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
-                                      foreach=True)
+                                      **({"fused": True} if cpu else {"foreach": True}))
         # Stepped once per PPO step, by us: accelerate's wrapper would step it once per process.
         self.scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.warmup_steps,
                                        num_training_steps=self.sizes.num_steps)
