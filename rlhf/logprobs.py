@@ -123,6 +123,18 @@ def entropy_from_logits(logits: torch.Tensor, logsumexp: torch.Tensor | None = N
     return logsumexp - ((logits - logsumexp.unsqueeze(-1)).exp() * logits).sum(-1)
 
 
+def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor,
+                         entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(log-prob of each token, entropy or None) from one logsumexp; the entropy without gradient
+    (for logging)."""
+    logsumexp = logits.logsumexp(-1)
+    logprobs = gather_logprobs(logits, tokens, logsumexp)
+    if not entropy:
+        return logprobs, None
+    with torch.no_grad():
+        return logprobs, entropy_from_logits(logits, logsumexp)
+
+
 def logprobs_from_logits(logits: torch.Tensor, responses: torch.Tensor, response_start: int,
                          temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of the response tokens and the entropy at each response position, both under

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from rlhf.logprobs import entropy_from_logits, gather_logprobs, position_ids, temperature_scaled
+from rlhf.logprobs import logprobs_and_entropy, position_ids, temperature_scaled
 
 
 class PolicyAndValue(nn.Module):
@@ -87,13 +87,7 @@ def response_outputs(model: nn.Module, query_responses: torch.Tensor, attention_
     real = attention_mask[:, context_length:].bool()
     keep = real.shape[1] + 1  # the columns predicting response tokens, + the last
     logits, values = model(query_responses, attention_mask, keep, torch.nn.functional.pad(real, (0, 1)))
-    logits = temperature_scaled(logits, temperature)
-    logsumexp = logits.logsumexp(-1)  # once, for the log-probs and the entropy
-    logprobs = real.new_zeros(real.shape, dtype=logits.dtype).masked_scatter(
-        real, gather_logprobs(logits, query_responses[:, context_length:][real], logsumexp))
-    ent = None
-    if entropy:
-        with torch.no_grad():
-            ent = real.new_zeros(real.shape, dtype=logits.dtype).masked_scatter(
-                real, entropy_from_logits(logits, logsumexp))
-    return logprobs, ent, values[:, :-1]
+    logprobs, ent = logprobs_and_entropy(temperature_scaled(logits, temperature),
+                                         query_responses[:, context_length:][real], entropy)
+    unpack = lambda x: real.new_zeros(real.shape, dtype=x.dtype).masked_scatter(real, x)  # noqa: E731
+    return unpack(logprobs), unpack(ent) if ent is not None else None, values[:, :-1]
