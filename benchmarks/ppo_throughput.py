@@ -6,9 +6,13 @@ from ``make demo`` (runs/tiny).
 
     python benchmarks/ppo_throughput.py [--run-dir runs/tiny] [--steps 3] [--batch-sizes 16,32,64] [--lengths 16,32,64]
 
+Each batch is one minibatch of micro-batches of min(batch, 32) unless ``--mini-batch`` / ``--micro-batch``
+set them (the tiny recipe: 32 / 16); ``--threads N`` sets torch's intra-op threads in each run.
+
 Before/after in one run: ``--baseline DIR`` also measures the ``rlhf`` package of another checkout
 (e.g. ``git worktree add /tmp/ppo-main main``), alternating the two, and prints both rows and the
-speed-up; ``--repeats N`` keeps the fastest of N runs of each (the machine may be shared).
+speed-up; ``--repeats N`` keeps the fastest of N runs of each (the machine may be shared). Both
+codes then also print the first and last step's metrics on the same seed, to show the results unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ import tempfile
 import torch
 
 
-def measure(run_dir: str, batch_size: int, length: int, steps: int) -> dict[str, float]:
+# Logged metrics compared between the two codes (first and last step, same seed).
+COMPARED = ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg", "policy/approxkl_avg",
+            "policy/clipfrac_avg", "policy/entropy_avg")
+
+
+def measure(run_dir: str, batch_size: int, length: int, steps: int, mini: int | None = None,
+            micro: int | None = None) -> dict:
     """One configuration, in this process: per-step averages, skipping the first (warm-up) step."""
     from rlhf.config import load_config
     from rlhf.stage import open_inputs
@@ -33,8 +43,8 @@ def measure(run_dir: str, batch_size: int, length: int, steps: int) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(ppo.Config, "configs/tiny/ppo.yaml", [
             f"run_dir={tmp}", f"policy={run_dir}/sft", f"reward_model={run_dir}/reward",
-            f"rollout_batch_size={batch_size}", f"mini_batch_size={batch_size}",
-            f"micro_batch_size={min(batch_size, 32)}", f"total_episodes={batch_size * steps}",
+            f"rollout_batch_size={batch_size}", f"mini_batch_size={mini or batch_size}",
+            f"micro_batch_size={micro or min(mini or batch_size, 32)}", f"total_episodes={batch_size * steps}",
             f"response_length={length}", "checkpoint_every=0", "report_to=[]",
             "sample_table_every=0",
         ])
@@ -52,6 +62,8 @@ def measure(run_dir: str, batch_size: int, length: int, steps: int) -> dict[str,
         "rollout_tok_s": tokens / mean("time/rollout"), "train_tok_s": tokens * epochs / mean("time/train"),
         "generate_pct": 100 * mean("time/rollout") / step, "score_pct": 100 * mean("time/score") / step,
         "train_pct": 100 * mean("time/train") / step, "peak_mb": peak_mb,
+        "rollout_s": mean("time/rollout"), "score_s": mean("time/score"), "train_s": mean("time/train"),
+        "first": {k: history[0][k] for k in COMPARED}, "last": {k: history[-1][k] for k in COMPARED},
     }
 
 
@@ -63,16 +75,23 @@ def main() -> None:
     parser.add_argument("--lengths", default="16,32,64")
     parser.add_argument("--baseline", metavar="DIR", help="also measure the rlhf package of this checkout (before)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per configuration; the fastest is reported")
+    parser.add_argument("--mini-batch", type=int, help="episodes per optimizer step (default: the batch)")
+    parser.add_argument("--micro-batch", type=int, help="episodes per forward/backward (default: min(mini-batch, 32))")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads in each run (default: torch's)")
     parser.add_argument("--one", nargs=2, type=int, metavar=("BATCH", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(measure(args.run_dir, *args.one, args.steps)))
+        print(json.dumps(measure(args.run_dir, *args.one, args.steps, args.mini_batch, args.micro_batch)))
         return
     codes = {"this": os.getcwd()} if args.baseline is None else {"before": args.baseline, "after": os.getcwd()}
     print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, threads: {torch.get_num_threads()}, "
           f"steps per config: {args.steps} (first one not counted), best of {args.repeats}, policy: {args.run_dir}/sft")
-    print(f"{'code':>6} {'batch':>5} {'len':>4} {'s/step':>7} {'rollout tok/s':>13} {'train tok/s':>11} "
-          f"{'generate%':>9} {'score%':>7} {'train%':>7} {'peak MiB':>9}")
+    print(f"{'code':>6} {'batch':>5} {'len':>4} {'s/step':>7} {'rollout s':>9} {'score s':>7} {'train s':>7} "
+          f"{'rollout tok/s':>13} {'train tok/s':>11} {'generate%':>9} {'score%':>7} {'train%':>7} {'peak MiB':>9}")
+    sizes = [f"--{k}={v}" for k, v in (("mini-batch", args.mini_batch), ("micro-batch", args.micro_batch),
+                                        ("threads", args.threads)) if v]
     for batch in map(int, args.batch_sizes.split(",")):
         for length in map(int, args.lengths.split(",")):
             best: dict[str, dict] = {}
@@ -80,17 +99,21 @@ def main() -> None:
                 for name, code in codes.items():  # alternate, so a busy moment hits both
                     env = {**os.environ, "PYTHONPATH": os.pathsep.join([code, os.environ.get("PYTHONPATH", "")])}
                     out = subprocess.run([sys.executable, __file__, "--run-dir", args.run_dir, "--steps", str(args.steps),
-                                          "--one", str(batch), str(length)], capture_output=True, text=True, check=True,
+                                          *sizes, "--one", str(batch), str(length)], capture_output=True, text=True, check=True,
                                          env=env)
                     r = json.loads(out.stdout.strip().splitlines()[-1])
                     if name not in best or r["step_s"] < best[name]["step_s"]:
                         best[name] = r
             for name, r in best.items():
-                print(f"{name:>6} {r['batch']:5d} {r['length']:4d} {r['step_s']:7.3f} {r['rollout_tok_s']:13.0f} "
+                print(f"{name:>6} {r['batch']:5d} {r['length']:4d} {r['step_s']:7.3f} {r['rollout_s']:9.3f} "
+                      f"{r['score_s']:7.3f} {r['train_s']:7.3f} {r['rollout_tok_s']:13.0f} "
                       f"{r['train_tok_s']:11.0f} {r['generate_pct']:9.0f} {r['score_pct']:7.0f} {r['train_pct']:7.0f} "
                       f"{r['peak_mb']:9.0f}")
             if len(best) == 2:
                 print(f"{'':>6} speed-up {best['before']['step_s'] / best['after']['step_s']:.2f}x per step")
+                for when in ("first", "last"):  # same seed: equal to float rounding at first, within noise later
+                    print(f"{'':>6} {when} step, before -> after: " + ", ".join(
+                        f"{k} {best['before'][when][k]:.6g} -> {best['after'][when][k]:.6g}" for k in COMPARED))
 
 
 if __name__ == "__main__":

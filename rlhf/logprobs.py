@@ -91,7 +91,14 @@ def response_slice(logits: torch.Tensor, response_start: int, temperature: float
     ``logits`` cover prompt + response; the logits at column i predict token i + 1.
     """
     _check(response_start, temperature)
-    return logits[:, response_start - 1 : -1].float() / temperature
+    return temperature_scaled(logits[:, response_start - 1 : -1], temperature)
+
+
+def temperature_scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """float32 ``logits / temperature``."""
+    logits = logits.float()
+    # x / 1.0 == x exactly: skip a vocabulary-wide op (and its backward) at the usual temperature.
+    return logits / temperature if temperature != 1.0 else logits
 
 
 def _check(response_start: int, temperature: float) -> None:
@@ -101,16 +108,31 @@ def _check(response_start: int, temperature: float) -> None:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
-def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[token] per position, without materialising the full log-softmax."""
+def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, logsumexp: torch.Tensor | None = None) -> torch.Tensor:
+    """log softmax(logits)[token] per position, without materialising the full log-softmax
+    (``logsumexp``: ``logits.logsumexp(-1)`` if the caller already has it)."""
     picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return picked - logits.logsumexp(-1)
+    return picked - (logits.logsumexp(-1) if logsumexp is None else logsumexp)
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(logits) at each position: logsumexp(l) - sum(p * l)."""
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+def entropy_from_logits(logits: torch.Tensor, logsumexp: torch.Tensor | None = None) -> torch.Tensor:
+    """Entropy of softmax(logits) at each position: logsumexp(l) - sum(p * l) (``logsumexp`` as above)."""
+    if logsumexp is None:
+        probs = torch.softmax(logits, dim=-1)
+        return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+    return logsumexp - ((logits - logsumexp.unsqueeze(-1)).exp() * logits).sum(-1)
+
+
+def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor,
+                         entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(log-prob of each token, entropy or None) from one logsumexp; the entropy without gradient
+    (for logging)."""
+    logsumexp = logits.logsumexp(-1)
+    logprobs = gather_logprobs(logits, tokens, logsumexp)
+    if not entropy:
+        return logprobs, None
+    with torch.no_grad():
+        return logprobs, entropy_from_logits(logits, logsumexp)
 
 
 def logprobs_from_logits(logits: torch.Tensor, responses: torch.Tensor, response_start: int,

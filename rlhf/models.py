@@ -60,6 +60,21 @@ def set_dropout(model: torch.nn.Module, p: float | None) -> None:
             module.p = p
 
 
+def fuse_gelu(model: torch.nn.Module | None) -> None:
+    """Swap GPT-2's ``gelu_new`` modules (eight elementwise ops in Python, each kept for backward) for
+    torch's fused tanh-GELU kernel, in place: the same formula (transformers' ``gelu_pytorch_tanh``), equal
+    to float rounding, at a fraction of the time on CPU. Only the modules change, not ``config``, so a
+    saved model is unchanged."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    if model is None:
+        return
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is NewGELUActivation:
+                setattr(parent, name, GELUTanh())
+
+
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 

@@ -10,8 +10,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+from transformers.activations import NewGELUActivation
 
 from rlhf.config import ConfigError
+from rlhf.models import fuse_gelu
+from rlhf.logprobs import entropy_from_logits, response_logits, response_logprobs
+from rlhf.ppo import core
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.modeling import PolicyAndValue, normalised_critic, response_outputs
 from rlhf.ppo.rollout import Rollout
@@ -176,3 +180,51 @@ def test_fp16_loss_scaler_state_is_checkpointed(tmp_path):
     assert resumed.resume()
     assert resumed.accelerator.scaler.get_scale() == 2.0**9
     assert resumed.accelerator.scaler.state_dict() == trained.accelerator.scaler.state_dict()
+
+
+def test_fused_gelu_changes_neither_outputs_gradients_nor_the_saved_model():
+    plain, fused = tiny_policy(), tiny_policy()
+    fuse_gelu(fused)
+    assert fused.config.activation_function == "gelu_new"  # a saved model is unchanged
+    acts = [block.mlp.act for block in fused.transformer.h]
+    assert acts and not any(isinstance(act, NewGELUActivation) for act in acts)
+    # On a wide range (a tiny random model barely leaves GELU's linear part): the same values and slopes.
+    x_ref, x_new = (torch.linspace(-6, 6, 1201, requires_grad=True) for _ in range(2))
+    y_ref, y_new = NewGELUActivation()(x_ref), acts[0](x_new)
+    (y_ref.sum() + y_new.sum()).backward()
+    assert torch.allclose(y_new, y_ref, atol=1e-6)
+    assert torch.allclose(x_new.grad, x_ref.grad, atol=1e-5)
+    ids = torch.randint(2, VOCAB, (3, 8), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(plain(ids).logits, fused(ids).logits, atol=1e-5)
+
+
+def test_a_trimmed_micro_batch_gives_the_same_losses_with_fewer_columns():
+    full = fake_rollout()[torch.tensor([1, 3])]  # responses of 1 and 2 tokens: 3 all-padding response columns
+    pad = lambda x, value: torch.nn.functional.pad(x, (2, 0), value=value)  # noqa: E731 (2 all-padding prompt columns)
+    full.query_responses, full.attention_mask = pad(full.query_responses, PAD), pad(full.attention_mask, 0)
+    full.context_length += 2
+    trimmed = full.trimmed()
+    assert trimmed.query_responses.shape == (2, CONTEXT + 2) and trimmed.mask.shape == (2, 2)
+    model = PolicyAndValue(tiny_policy())
+    torch.nn.init.normal_(model.value_head.weight)
+    outs = []
+    for b in (full, trimmed):
+        logprobs, _, values = response_outputs(model, b.query_responses, b.attention_mask, b.context_length, 1.0)
+        pg = core.policy_loss(logprobs, b.logprobs, b.advantages, b.mask, 0.2)
+        vf = core.value_loss(values, b.values, b.returns, b.mask, 0.2)
+        outs.append(torch.stack([pg.loss, vf.loss, pg.approxkl, pg.clipfrac]))
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+
+
+def test_log_probs_come_from_the_lm_head_at_real_response_tokens_only():
+    batch = fake_rollout()
+    model = PolicyAndValue(tiny_policy())
+    with torch.no_grad():
+        logprobs, entropy, _ = response_outputs(model, batch.query_responses, batch.attention_mask, CONTEXT, 0.7)
+        full = response_logprobs(model.policy, batch.query_responses, batch.attention_mask, CONTEXT, 0.7)
+        full_entropy = entropy_from_logits(response_logits(model.policy, batch.query_responses, batch.attention_mask,
+                                                           CONTEXT, 0.7))
+    real = batch.mask.bool()
+    assert torch.allclose(logprobs[real], full[real], atol=1e-6)
+    assert torch.allclose(entropy[real], full_entropy[real], atol=1e-5)
+    assert (logprobs[~real] == 0).all() and (entropy[~real] == 0).all() and (entropy[real] > 0).all()

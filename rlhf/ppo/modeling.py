@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from rlhf.logprobs import entropy_from_logits, gather_logprobs, position_ids, response_slice
+from rlhf.logprobs import logprobs_and_entropy, position_ids, temperature_scaled
 
 
 class PolicyAndValue(nn.Module):
@@ -29,14 +29,19 @@ class PolicyAndValue(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                keep_last: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep_last: int = 0,
+                logits_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and values at every column, or at the last ``keep_last`` columns only (0 = all): the
-        LM head (vocab-wide) and the value head then skip the prompt's columns."""
+        LM head (vocab-wide) and the value head then skip the prompt's columns. ``logits_at`` (bool,
+        ``[batch, keep_last]``) narrows the LM head further to the marked columns, returned packed
+        ``[marked, vocab]`` in row-major order (the columns that predict padding are not computed)."""
         positions = position_ids(attention_mask)
-        shared = self.critic is None
+        shared, packed = self.critic is None, logits_at is not None
         out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                          output_hidden_states=shared, use_cache=False, logits_to_keep=keep_last)
+                          output_hidden_states=shared or packed, use_cache=False,
+                          logits_to_keep=1 if packed else keep_last)  # packed: the head is applied below
+        logits = (self.policy.get_output_embeddings()(out.hidden_states[-1][:, -keep_last:][logits_at]) if packed
+                  else out.logits)
         if shared:
             hidden = out.hidden_states[-1]
         else:
@@ -44,7 +49,7 @@ class PolicyAndValue(nn.Module):
             hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                            use_cache=False).last_hidden_state
         head = self.value_head if shared else self.critic.score
-        return out.logits, head(hidden[:, -keep_last:]).squeeze(-1).float()
+        return logits, head(hidden[:, -keep_last:]).squeeze(-1).float()
 
 
 def normalised_critic(critic: PreTrainedModel, mean: float, std: float) -> PreTrainedModel:
@@ -75,15 +80,14 @@ def response_outputs(model: nn.Module, query_responses: torch.Tensor, attention_
     (or its DDP wrapper). ``values[:, t]`` is the value of the state before response token t: the
     output at the column whose logits predict token t, which has seen the prompt and tokens < t only.
 
-    Only the response's columns go through the heads. The entropy is for logging: computed without
-    gradient (it is not in the loss), and skipped with ``entropy=False`` (None).
+    The LM head runs only where the response is real (``attention_mask`` 1): log-probs and entropy
+    are 0 on padding, which every loss and metric masks anyway. The entropy is for logging: computed
+    without gradient (it is not in the loss), and skipped with ``entropy=False`` (None).
     """
-    keep = query_responses.shape[1] - context_length + 1  # the columns predicting response tokens, + the last
-    logits, values = model(query_responses, attention_mask, keep)
-    logits = response_slice(logits, 1, temperature)
-    logprobs = gather_logprobs(logits, query_responses[:, context_length:])
-    ent = None
-    if entropy:
-        with torch.no_grad():
-            ent = entropy_from_logits(logits)
-    return logprobs, ent, values[:, :-1]
+    real = attention_mask[:, context_length:].bool()
+    keep = real.shape[1] + 1  # the columns predicting response tokens, + the last
+    logits, values = model(query_responses, attention_mask, keep, torch.nn.functional.pad(real, (0, 1)))
+    logprobs, ent = logprobs_and_entropy(temperature_scaled(logits, temperature),
+                                         query_responses[:, context_length:][real], entropy)
+    unpack = lambda x: real.new_zeros(real.shape, dtype=x.dtype).masked_scatter(real, x)  # noqa: E731
+    return unpack(logprobs), unpack(ent) if ent is not None else None, values[:, :-1]

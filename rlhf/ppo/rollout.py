@@ -26,3 +26,20 @@ class Rollout:
         """The rows ``idx`` (a micro-batch)."""
         return Rollout(**{f.name: getattr(self, f.name) if f.name == "context_length" else getattr(self, f.name)[idx]
                           for f in fields(self)})
+
+    def trimmed(self) -> "Rollout":
+        """The same episodes without the columns that are padding in every row: the prompt block's
+        leading ones and the response columns after the longest response. Forwarding them is wasted
+        work: attention never reads a padded key, position ids count real tokens only, a causal model's
+        outputs do not depend on later columns, and every loss and metric is a masked sum."""
+        start = int(self.attention_mask[:, : self.context_length].any(0).long().argmax())
+        width = max(int(self.mask.sum(1).max()), 1)
+        return Rollout(**{f.name: self._trim(getattr(self, f.name), f.name, start, width) for f in fields(self)})
+
+    def _trim(self, value, name: str, start: int, width: int):
+        if name == "context_length":
+            return value - start
+        if name in ("query_responses", "attention_mask"):
+            return value[:, start : self.context_length + width]
+        return value[:, :width]
+
