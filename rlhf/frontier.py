@@ -25,7 +25,6 @@ report.md) is written atomically at the end.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -40,7 +39,7 @@ from rlhf.config import ConfigError, DataConfig, config_hash, option
 from rlhf.data import held_out_prompts
 from rlhf.evaluation.metrics import repeated_ngram_rate, t_interval
 from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
-from rlhf.logprobs import best_of_n_kl_bound
+from rlhf.logprobs import best_of_n_kl_bound, best_of_n_kl_estimate
 from rlhf.models import load_causal_lm, load_tokenizer
 from rlhf.pipeline import load_sectioned_config
 from rlhf.reward_model import RewardModel
@@ -214,25 +213,6 @@ class Evaluator:
         return sample_summary(samples)
 
 
-def bon_kl_estimate(scores: list[float], texts: list[str], n: int) -> float:
-    """Exact KL(best-of-n || pool) when the base distribution is one prompt's pool of samples (identical
-    texts merged, ranked by RM score): P_bon(rank <= i) = F(i)^n. Equals log n - (n-1)/n only for
-    an infinite pool of distinct samples; duplicates (a peaked base policy) make it smaller."""
-    probs: dict[str, float] = {}
-    score: dict[str, float] = {}
-    for s, t in zip(scores, texts):
-        probs[t] = probs.get(t, 0.0) + 1 / len(texts)
-        score[t] = s
-    cdf, kl = 0.0, 0.0
-    for t in sorted(probs, key=score.__getitem__):
-        p = probs[t]
-        q = (cdf + p) ** n - cdf ** n
-        cdf += p
-        if q > 0:
-            kl += q * math.log(q / p)
-    return kl
-
-
 def best_of_n_points(ev: Evaluator, sft, seed: int, ns: list[int]) -> Iterable[dict[str, Any]]:
     """One pool of max(n) SFT samples per prompt, scored once; best-of-n is the RM's best of the first n."""
     pool_size = max(ns)
@@ -249,7 +229,7 @@ def best_of_n_points(ev: Evaluator, sft, seed: int, ns: list[int]) -> Iterable[d
             prompts=[pool.prompts[i] for i in best], responses=[pool.responses[i] for i in best],
             lengths=[pool.lengths[i] for i in best], gold=[pool.gold[i] for i in best], rm=[pool.rm[i] for i in best],
             kl=[best_of_n_kl_bound(n)] * len(best))
-        estimate = float(np.mean([bon_kl_estimate([pool.rm[i] for i in r], [pool.responses[i] for i in r], n)
+        estimate = float(np.mean([best_of_n_kl_estimate([pool.rm[i] for i in r], [pool.responses[i] for i in r], n)
                                   for r in rows]))
         yield {"x": n, **sample_summary(chosen), "kl_estimate": estimate,
                "wall_time_s": pool_time * n / pool_size,

@@ -208,3 +208,22 @@ def best_of_n_kl_bound(n: int) -> float:
     """Upper bound on KL(best-of-n || base policy) in nats: log n - (n-1)/n (Beirami et al. 2024,
     https://arxiv.org/abs/2401.01879; the usual "analytic" value, which is a bound, not the KL)."""
     return math.log(n) - (n - 1) / n
+
+
+def best_of_n_kl_estimate(scores: list[float], texts: list[str], n: int) -> float:
+    """Exact KL(best-of-n || pool) when the base distribution is one prompt's pool of samples (identical
+    texts merged, ranked by RM score): P_bon(rank <= i) = F(i)^n. Equals log n - (n-1)/n only for
+    an infinite pool of distinct samples; duplicates (a peaked base policy) make it smaller."""
+    probs: dict[str, float] = {}
+    score: dict[str, float] = {}
+    for s, t in zip(scores, texts):
+        probs[t] = probs.get(t, 0.0) + 1 / len(texts)
+        score[t] = s
+    cdf, kl = 0.0, 0.0
+    for t in sorted(probs, key=score.__getitem__):
+        p = probs[t]
+        q = (cdf + p) ** n - cdf ** n
+        cdf += p
+        if q > 0:
+            kl += q * math.log(q / p)
+    return kl

@@ -16,7 +16,7 @@ from scipy import stats
 
 from rlhf import frontier
 from rlhf.artifacts import ArtifactError, write_artifact
-from rlhf.logprobs import best_of_n_kl_bound
+from rlhf.logprobs import best_of_n_kl_bound, best_of_n_kl_estimate
 
 
 def fake_artifact(path: Path, kind: str) -> None:
@@ -176,6 +176,6 @@ def test_drop_from_peak_per_seed_and_within_budget():
 
 def test_best_of_n_kl_estimate_tends_to_the_bound_and_is_zero_without_choice():
     distinct = [f"t{i}" for i in range(4000)]
-    assert frontier.bon_kl_estimate(list(range(4000)), distinct, 8) == pytest.approx(best_of_n_kl_bound(8), abs=0.01)
-    assert frontier.bon_kl_estimate([1.0] * 64, ["same"] * 64, 8) == 0.0
-    assert frontier.bon_kl_estimate(list(range(64)), [f"t{i}" for i in range(64)], 1) == pytest.approx(0.0)
+    assert best_of_n_kl_estimate(list(range(4000)), distinct, 8) == pytest.approx(best_of_n_kl_bound(8), abs=0.01)
+    assert best_of_n_kl_estimate([1.0] * 64, ["same"] * 64, 8) == 0.0
+    assert best_of_n_kl_estimate(list(range(64)), [f"t{i}" for i in range(64)], 1) == pytest.approx(0.0)

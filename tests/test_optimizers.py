@@ -69,8 +69,10 @@ def test_trained_policy_moved_from_sft_and_is_a_policy_artifact(trained, kind):
     assert history, "no training log"
     if kind != "rejection_sampling":
         assert art.metrics["train/steps"] == 2
-        # The trainer generated with the recipe's sampling settings (recorded in the manifest).
-        assert art.manifest["training_sampling"]["temperature"] == art.config["sampling"]["temperature"] == 0.7
+        # The trainer generated with the recipe's sampling settings (recorded in the manifest), which are
+        # the eval's: the tiny recipes train where they are evaluated (issue 12, equal footing).
+        eval_temperature = load_config(eval_stage.Config, "configs/tiny/eval.yaml", []).sampling.temperature
+        assert art.manifest["training_sampling"]["temperature"] == art.config["sampling"]["temperature"] == eval_temperature
     else:
         assert [r["round"] for r in art.manifest["rounds"]] == [0, 1]
 
