@@ -12,24 +12,15 @@ import argparse
 import sys
 
 from rlhf.artifacts import ArtifactError
-from rlhf.cli import VERBOSE_HELP, fail
-from rlhf.config import ConfigError, describe, to_yaml
+from rlhf.cli import config_parser, fail
+from rlhf.config import ConfigError, to_yaml
 from rlhf.console import quiet, say
 from rlhf.frontier import FrontierConfig, load_frontier_config, run_frontier
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.frontier", description=__doc__, add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config fields:\n" + "\n".join(describe(FrontierConfig)),
-    )
-    parser.add_argument("-h", "--help", action="help", help="show this help and every config field")
-    parser.add_argument("--config", help="sweep recipe, e.g. configs/tiny/frontier.yaml")
-    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
-    return parser.parse_args(argv)
+    return config_parser(FrontierConfig, "python -m pipelines.frontier", __doc__, "configs/tiny/frontier.yaml"
+                         ).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,8 @@ import sys
 
 from annotation_ui.launch import annotate_until_done, vote_and_rate
 from rlhf.artifacts import ArtifactError
-from rlhf.cli import VERBOSE_HELP, fail
-from rlhf.config import ConfigError, describe, to_yaml
+from rlhf.cli import config_parser, fail
+from rlhf.config import ConfigError, to_yaml
 from rlhf.console import quiet, say
 from rlhf.pipeline import STAGES, PipelineConfig, load_pipeline_config, run_pipeline
 from rlhf.rounds import round_config
@@ -21,13 +21,7 @@ from rlhf.summary import summary_table
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.run", description=__doc__, add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config fields:\n" + "\n".join(describe(PipelineConfig)),
-    )
-    parser.add_argument("-h", "--help", action="help", help="show this help and every config field")
-    parser.add_argument("--config", help="pipeline recipe, e.g. configs/tiny/pipeline.yaml")
+    parser = config_parser(PipelineConfig, "python -m pipelines.run", __doc__, "configs/tiny/pipeline.yaml")
     parser.add_argument("--from", dest="from_stage", choices=list(STAGES), help="re-run from this stage on")
     parser.add_argument("--force", action="store_true", help="re-run every stage")
     parser.add_argument("--rounds", type=int, help="iterative RLHF: this many rounds (the 'rounds' setting), "
@@ -36,9 +30,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="open the annotation app after generation and wait for human labels "
                              "(instead of simulated annotators); with the arena stage, people vote in the arena "
                              "app too (instead of simulated voters)")
-    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
     return parser.parse_args(argv)
 
 

@@ -14,7 +14,10 @@ from rlhf.stage import run_stage
 VERBOSE_HELP = "show library warnings and every trainer log on the console (default: only in <run_dir>/logs/)"
 
 
-def parse(config_cls: type, argv: list[str] | None, prog: str, description: str):
+def config_parser(config_cls: type, prog: str, description: str, example: str = "configs/tiny/sft.yaml",
+                  ) -> argparse.ArgumentParser:
+    """The options every command shares: --config, --print-config, --verbose, key=value overrides, and a
+    --help that lists every config field. Commands add their own (``--force``, ``--rounds`` ...)."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, add_help=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -22,11 +25,16 @@ def parse(config_cls: type, argv: list[str] | None, prog: str, description: str)
         + "\n".join(describe(config_cls)),
     )
     parser.add_argument("-h", "--help", action="help", help="show this help and every config field")
-    parser.add_argument("--config", help="YAML recipe, e.g. configs/tiny/sft.yaml")
+    parser.add_argument("--config", help=f"YAML recipe, e.g. {example}")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--force", action="store_true", help="re-run even if the artifact is up to date")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    return parser
+
+
+def parse(config_cls: type, argv: list[str] | None, prog: str, description: str):
+    parser = config_parser(config_cls, prog, description)
+    parser.add_argument("--force", action="store_true", help="re-run even if the artifact is up to date")
     args = parser.parse_args(argv)
     return args, load_config(config_cls, args.config, args.overrides)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rlhf.config import ConfigError
 from rlhf.models import load_causal_lm
 
 POLICY_KINDS = ("sft", "ppo", "dpo", "rloo", "grpo", "online_dpo", "rejection_sampling")
@@ -42,3 +43,14 @@ def sampling_record(temperature: float, max_new_tokens: int | None = None, why: 
 def training_sampling(artifact) -> dict[str, Any] | None:
     """The sampling setting a policy artifact was optimised under; None when its manifest does not say."""
     return artifact.manifest.get(TRAINING_SAMPLING)
+
+
+def reference_input(reference: str | None, lora_enabled: bool) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The ``reference`` input of a stage that takes a KL reference other than its starting policy
+    (``pipelines.run --rounds``): none when ``reference`` is null (the starting policy is the reference)."""
+    if reference is None:
+        return {}
+    if lora_enabled:
+        raise ConfigError("reference= needs full fine-tuning: with lora.enabled the KL reference is the "
+                          "adapter-disabled starting policy; set reference=null or lora.enabled=false")
+    return {"reference": (reference, POLICY_KINDS)}

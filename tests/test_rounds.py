@@ -133,3 +133,15 @@ def test_reward_pairs_are_the_union_of_its_preference_inputs(tmp_path):
     assert len(union["train"]) == len(union["test"]) == 6
     assert {pid.split("-")[0] for pid in union["test"]["prompt_id"]} == {"1", "2", "3"}
     assert not set(union["train"]["prompt_id"]) & set(union["test"]["prompt_id"])
+
+
+def test_a_separate_kl_reference_is_an_input_and_refused_with_lora(tmp_path):
+    from rlhf.stages import dpo, ppo
+
+    config = round_config(rounds_config(tmp_path, "rounds=2"), 2)
+    assert ppo.inputs(config.ppo)["reference"][0] == f"{tmp_path}/sft"  # fingerprinted like any input
+    config.dpo.reference = config.ppo.reference
+    assert dpo.inputs(config.dpo)["reference"][0] == f"{tmp_path}/sft"
+    config.ppo.lora.enabled = True
+    with pytest.raises(ConfigError, match="reference= needs full fine-tuning"):
+        ppo.inputs(config.ppo)

@@ -18,13 +18,13 @@ from pathlib import Path
 from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history, work_dir
-from rlhf.config import ConfigError, DataConfig, LoraConfig, option, trainer_options
+from rlhf.config import DataConfig, LoraConfig, option, trainer_options
 from rlhf.console import attach, keep_logs
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.hardware import precision_options, process_state
 from rlhf.models import load_tokenizer, peft_config, save_model
-from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
+from rlhf.policies import POLICY_KINDS, reference_input, TRAINING_SAMPLING, load_policy, sampling_record
 from rlhf.preferences.artifact import KIND as PREFERENCES, PAIR_COLUMNS, load_pairs
 from rlhf.sampling import SamplingConfig
 from rlhf.tasks.reviews import well_formed_rate
@@ -57,13 +57,8 @@ class Config:
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str | tuple[str, ...]]]:
-    needed = {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, PREFERENCES)}
-    if config.reference is not None:
-        if config.lora.enabled:
-            raise ConfigError("reference= needs full fine-tuning: with lora.enabled the reference is the "
-                              "adapter-disabled starting policy; set reference=null or lora.enabled=false")
-        needed["reference"] = (config.reference, POLICY_KINDS)
-    return needed
+    return {"policy": (config.policy, POLICY_KINDS), "preferences": (config.preferences, PREFERENCES),
+            **reference_input(config.reference, config.lora.enabled)}
 
 
 def reference_of(trainer: DPOTrainer):

@@ -12,7 +12,7 @@ from rlhf.config import ConfigError, DataConfig, LoraConfig, option
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import fit_embeddings, fuse_gelu, is_adapter, load_causal_lm, load_sequence_classifier, load_tokenizer, peft_config, save_model, set_dropout
-from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, sampling_record
+from rlhf.policies import POLICY_KINDS, reference_input, TRAINING_SAMPLING, sampling_record
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.modeling import normalised_critic
 from rlhf.ppo.tracking import HISTORY_FILE, SAMPLES_FILE
@@ -45,13 +45,8 @@ class Config(PPOConfig):
 
 
 def inputs(config: Config) -> dict[str, tuple[str, str]]:
-    needed = {"policy": (config.policy, POLICY_KINDS), "reward_model": (config.reward_model, "reward")}
-    if config.reference is not None:
-        if config.lora.enabled:
-            raise ConfigError("reference= needs full fine-tuning: with lora.enabled the KL reference is the "
-                              "adapter-disabled initial policy; set reference=null or lora.enabled=false")
-        needed["reference"] = (config.reference, POLICY_KINDS)
-    return needed
+    return {"policy": (config.policy, POLICY_KINDS), "reward_model": (config.reward_model, "reward"),
+            **reference_input(config.reference, config.lora.enabled)}
 
 
 def build_trainer(config: Config, inputs: dict[str, Artifact]) -> PPOTrainer:
