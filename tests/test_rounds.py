@@ -53,6 +53,38 @@ def test_selection_in_rounds_labels_the_selected_pairs_scored_by_the_previous_re
     assert (second.select.reward_model, second.select.selection.strategy) == (f"{tmp_path}/round-1/reward", "entropy")
 
 
+def test_annotate_serves_exactly_each_rounds_selected_pairs(tmp_path, monkeypatch):
+    """``--annotate`` with a select stage: the app of round k gets round k's selected pairs and label DB."""
+    from annotation_ui import launch
+    from rlhf.preferences.store import Item, LabelStore
+
+    config = rounds_config(tmp_path, "rounds=2", "stages=[sft,generate,select,preferences,reward,ppo,eval]")
+    served = []
+
+    class App:  # stands in for the app process; every item already has its label
+        def __init__(self, cmd):
+            served.append(cmd)
+
+        def poll(self):
+            return None
+
+        def terminate(self):
+            pass
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(launch.subprocess, "Popen", App)
+    for k in (1, 2):
+        cfg = round_config(config, k)
+        store = LabelStore(cfg.preferences.db)
+        store.add_items([Item("p", "Prompt.", ["a", "b"], [" Good.", " Bad."])])
+        store.submit("alice", "p", {"a": 1, "b": 2})
+        launch.annotate_until_done("preferences", cfg, poll_s=0.01)
+    assert [(cmd[cmd.index("--candidates") + 1], cmd[cmd.index("--db") + 1]) for cmd in served] == [
+        (f"{tmp_path}/round-{k}/selected", f"{tmp_path}/round-{k}/labels.sqlite") for k in (1, 2)]
+
+
 def test_one_round_is_the_plain_layout(tmp_path):
     config = rounds_config(tmp_path)
     assert round_config(config, 1) is config and config.ppo.output_dir == f"{tmp_path}/ppo"
