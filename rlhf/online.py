@@ -19,7 +19,7 @@ from datasets import Dataset
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, work_dir, write_artifact, write_log_history
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option
 from rlhf.data import train_prompts
-from rlhf.evaluation.rollouts import sample_and_score
+from rlhf.evaluation.rollouts import before_after_metrics, sample_and_score
 from rlhf.hardware import precision_options, process_state
 from rlhf.models import load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
@@ -119,12 +119,7 @@ def train_online(kind: str, trainer_cls: type, config: Any, inputs: dict[str, Ar
                             if isinstance(value, (int, float)) and key not in ("epoch", "step")})
         out.metrics.update({
             "train/loss_mean": train_output.training_loss,
-            "eval/gold_reward": after.mean("gold"),
-            "eval/gold_reward_sft": before.mean("gold"),
-            "eval/gold_reward_gain": after.mean("gold") - before.mean("gold"),
-            "eval/rm_score": after.mean("rm"),
-            "eval/rm_score_sft": before.mean("rm"),
-            "objective/kl": after.mean("kl"),
+            **before_after_metrics(before, after),
             "train/steps": trainer.state.global_step,
             "train/prompts": len(prompts),
         })

@@ -38,6 +38,19 @@ class PolicySamples:
         return statistics.fmean(getattr(self, name))
 
 
+def before_after_metrics(before: PolicySamples, after: PolicySamples) -> dict[str, float]:
+    """A trained policy's eval/* metrics on the stage's prompts: its samples (with RM score and KL to the
+    SFT policy) against the SFT policy's samples taken before training."""
+    return {
+        "eval/gold_reward": after.mean("gold"),
+        "eval/gold_reward_sft": before.mean("gold"),
+        "eval/gold_reward_gain": after.mean("gold") - before.mean("gold"),
+        "eval/rm_score": after.mean("rm"),
+        "eval/rm_score_sft": before.mean("rm"),
+        "objective/kl": after.mean("kl"),
+    }
+
+
 @torch.no_grad()
 def sample_and_score(
     policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], sampling: SamplingConfig,

@@ -21,7 +21,7 @@ from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, work_dir, write
 from rlhf.best_of_n import sample_best_of_n
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option, trainer_options
 from rlhf.data import train_prompts
-from rlhf.evaluation.rollouts import sample_and_score
+from rlhf.evaluation.rollouts import before_after_metrics, sample_and_score
 from rlhf.hardware import precision_options, process_state
 from rlhf.models import load_tokenizer, peft_config, save_model
 from rlhf.policies import POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
@@ -107,12 +107,7 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
             out.extra["samples"] = [{"prompt": p, "sft": s, KIND: a} for p, s, a in
                                     list(zip(eval_prompts, before.responses, after.responses))[:16]]
         out.metrics.update({
-            "eval/gold_reward": after.mean("gold"),
-            "eval/gold_reward_sft": before.mean("gold"),
-            "eval/gold_reward_gain": after.mean("gold") - before.mean("gold"),
-            "eval/rm_score": after.mean("rm"),
-            "eval/rm_score_sft": before.mean("rm"),
-            "objective/kl": after.mean("kl"),
+            **before_after_metrics(before, after),
             "train/rounds": config.rounds,
         })
     if process_state().is_main_process:
