@@ -6,12 +6,14 @@ from ``make demo`` (runs/tiny).
 
     python benchmarks/ppo_throughput.py [--run-dir runs/tiny] [--steps 3] [--batch-sizes 16,32,64] [--lengths 16,32,64]
 
-Each batch is one minibatch of micro-batches of min(batch, 32) unless ``--mini-batch`` / ``--micro-batch``
-set them (the tiny recipe: 32 / 16); ``--threads N`` sets torch's intra-op threads in each run.
+Each batch is one minibatch unless ``--mini-batch`` sets it (the tiny recipe: 32); its micro-batches are
+the recipe's ``micro_batch_size`` unless ``--micro-batch`` sets it; ``--threads N`` sets torch's
+intra-op threads in each run.
 
 Before/after in one run: ``--baseline DIR`` also measures the ``rlhf`` package of another checkout
 (e.g. ``git worktree add /tmp/ppo-main main``), alternating the two, and prints both rows and the
-speed-up; ``--repeats N`` keeps the fastest of N runs of each (the machine may be shared). Both
+speed-up; each code runs in its own directory, with its own recipe; ``--repeats N`` keeps the fastest of
+N runs of each (the machine may be shared). Both
 codes then also print the first and last step's metrics on the same seed, to show the results unchanged.
 """
 
@@ -44,7 +46,7 @@ def measure(run_dir: str, batch_size: int, length: int, steps: int, mini: int | 
         config = load_config(ppo.Config, "configs/tiny/ppo.yaml", [
             f"run_dir={tmp}", f"policy={run_dir}/sft", f"reward_model={run_dir}/reward",
             f"rollout_batch_size={batch_size}", f"mini_batch_size={mini or batch_size}",
-            f"micro_batch_size={micro or min(mini or batch_size, 32)}", f"total_episodes={batch_size * steps}",
+            *([f"micro_batch_size={micro}"] if micro else []), f"total_episodes={batch_size * steps}",
             f"response_length={length}", "checkpoint_every=0", "report_to=[]",
             "sample_table_every=0",
         ])
@@ -76,7 +78,7 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="DIR", help="also measure the rlhf package of this checkout (before)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per configuration; the fastest is reported")
     parser.add_argument("--mini-batch", type=int, help="episodes per optimizer step (default: the batch)")
-    parser.add_argument("--micro-batch", type=int, help="episodes per forward/backward (default: min(mini-batch, 32))")
+    parser.add_argument("--micro-batch", type=int, help="episodes per forward/backward (default: the recipe's)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads in each run (default: torch's)")
     parser.add_argument("--one", nargs=2, type=int, metavar=("BATCH", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -85,7 +87,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.run_dir, *args.one, args.steps, args.mini_batch, args.micro_batch)))
         return
-    codes = {"this": os.getcwd()} if args.baseline is None else {"before": args.baseline, "after": os.getcwd()}
+    codes = {"this": os.getcwd()} if args.baseline is None else {"before": os.path.abspath(args.baseline), "after": os.getcwd()}
+    run_dir = os.path.abspath(args.run_dir)
     print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, threads: {torch.get_num_threads()}, "
           f"steps per config: {args.steps} (first one not counted), best of {args.repeats}, policy: {args.run_dir}/sft")
     print(f"{'code':>6} {'batch':>5} {'len':>4} {'s/step':>7} {'rollout s':>9} {'score s':>7} {'train s':>7} "
@@ -98,9 +101,9 @@ def main() -> None:
             for _ in range(args.repeats):
                 for name, code in codes.items():  # alternate, so a busy moment hits both
                     env = {**os.environ, "PYTHONPATH": os.pathsep.join([code, os.environ.get("PYTHONPATH", "")])}
-                    out = subprocess.run([sys.executable, __file__, "--run-dir", args.run_dir, "--steps", str(args.steps),
-                                          *sizes, "--one", str(batch), str(length)], capture_output=True, text=True, check=True,
-                                         env=env)
+                    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--run-dir", run_dir, "--steps",
+                                          str(args.steps), *sizes, "--one", str(batch), str(length)], capture_output=True,
+                                         text=True, check=True, env=env, cwd=code)  # each code reads its own recipe
                     r = json.loads(out.stdout.strip().splitlines()[-1])
                     if name not in best or r["step_s"] < best[name]["step_s"]:
                         best[name] = r

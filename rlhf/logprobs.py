@@ -160,13 +160,30 @@ def response_logits(
     return response_slice(out.logits, 1, temperature)
 
 
+def head_at(model: PreTrainedModel, last_hidden: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """The LM head (vocabulary-wide, often the largest matmul of a small model) only at the positions
+    ``where`` marks: ``[marked, vocab]`` in row-major order. ``last_hidden`` is the model's final
+    hidden state (GPT-2: after ``ln_f``, the LM head's input)."""
+    return model.get_output_embeddings()(last_hidden[where])
+
+
+def unpack(where: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """``[marked]`` values back to the ``where`` layout, 0 at the unmarked positions."""
+    return where.new_zeros(where.shape, dtype=packed.dtype).masked_scatter(where, packed)
+
+
 def response_logprobs(
     model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_start: int,
     temperature: float = 1.0,
 ) -> torch.Tensor:
-    """``[batch, response_len]`` log-prob of each response token (mask padding with ``response_mask``)."""
-    logits = response_logits(model, input_ids, attention_mask, response_start, temperature)
-    return gather_logprobs(logits, input_ids[:, response_start:])
+    """``[batch, response_len]`` log-prob of each response token; 0 where the response is padding
+    (``attention_mask`` 0), whose logits are never computed (``head_at``)."""
+    _check(response_start, temperature)
+    real = attention_mask[:, response_start:].bool()
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                use_cache=False, output_hidden_states=True, logits_to_keep=1)  # the head is applied below
+    logits = temperature_scaled(head_at(model, out.hidden_states[-1][:, response_start - 1 : -1], real), temperature)
+    return unpack(real, gather_logprobs(logits, input_ids[:, response_start:][real]))
 
 
 def response_log_softmax(

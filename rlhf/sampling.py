@@ -49,6 +49,9 @@ class SampledBatch:
     responses: torch.Tensor  # [B, R] (R = max_new_tokens), pad token after the stop token
     mask: torch.Tensor  # [B, R] long, 1 up to and including the stop token
     texts: list[str]  # decoded responses, special tokens (EOS, pad) removed
+    # [B, R, H] with ``keep_hidden``: the model's final hidden state that predicted response token t
+    # (the LM head's input; 0 after generation ended), so a caller needs no second forward for log-probs.
+    hidden: torch.Tensor | None = None
 
 
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], device) -> dict[str, torch.Tensor]:
@@ -85,11 +88,13 @@ def own_generation_config(model: PreTrainedModel):
 def sample_batches(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], cfg: SamplingConfig, *,
     seed: int, num_samples: int = 1, stop_at_eos: bool = True, do_sample: bool = True, progress: bool = False,
+    keep_hidden: bool = False,
 ) -> list[SampledBatch]:
     """``num_samples`` responses per prompt, ``cfg.batch_size`` prompts per batch (see the module doc).
 
     ``stop_at_eos=False`` keeps every one of the ``max_new_tokens`` sampled tokens (PPO's stop_token=null);
-    ``do_sample=False`` decodes greedily. Runs the model in eval mode.
+    ``do_sample=False`` decodes greedily; ``keep_hidden`` also returns the final hidden states the
+    tokens were sampled from (``SampledBatch.hidden``). Runs the model in eval mode.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -98,6 +103,7 @@ def sample_batches(
         temperature=cfg.temperature if do_sample else None, top_k=cfg.top_k if do_sample else None,
         top_p=cfg.top_p if do_sample else None, pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id if stop_at_eos else None,
+        return_dict_in_generate=keep_hidden, output_hidden_states=keep_hidden,
     )
     stop = tokenizer.eos_token_id if stop_at_eos else None
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -109,6 +115,12 @@ def sample_batches(
         with torch.random.fork_rng(devices=cuda_devices), own_generation_config(model):
             torch.manual_seed(seed + b)  # seeds the CPU and every CUDA device
             generated = model.generate(**enc, generation_config=generation)
+        hidden = None
+        if keep_hidden:
+            # Per generation step, the last layer's output at the newest column (step 0: the prompt's last).
+            hidden = torch.cat([step[-1][:, -1:] for step in generated.hidden_states], 1)
+            hidden = torch.nn.functional.pad(hidden, (0, 0, 0, cfg.max_new_tokens - hidden.shape[1]))
+            generated = generated.sequences
         width = enc["input_ids"].shape[1]
         raw = generated[:, width:]
         # generate stops once every row has stopped: pad to the full length so every batch has one shape.
@@ -121,6 +133,7 @@ def sample_batches(
             attention_mask=torch.cat([prompt_mask, mask], 1), context_length=width,
             responses=responses, mask=mask,
             texts=[tokenizer.decode(row[keep.bool()], skip_special_tokens=True) for row, keep in zip(responses, mask)],
+            hidden=hidden,
         ))
     return out
 
@@ -140,6 +153,7 @@ def concat(batches: list[SampledBatch], pad_token_id: int) -> SampledBatch:
         responses=torch.cat([b.responses for b in batches]),
         mask=torch.cat([b.mask for b in batches]),
         texts=[t for b in batches for t in b.texts],
+        hidden=torch.cat([b.hidden for b in batches]) if all(b.hidden is not None for b in batches) else None,
     )
 
 

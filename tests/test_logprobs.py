@@ -16,6 +16,7 @@ from rlhf.logprobs import (
     logprobs_from_logits,
     position_ids,
     response_log_softmax,
+    response_logits,
     response_logprobs,
     response_mask,
     sequence_sum,
@@ -59,6 +60,17 @@ def test_left_padded_batch_matches_unpadded_single_sequences(model):
             single = response_logprobs(model, torch.tensor([p + r]), torch.ones(1, len(p) + len(r), dtype=torch.long),
                                        len(p), temperature=0.7)
             torch.testing.assert_close(batch[i, : len(r)], single[0], atol=1e-5, rtol=1e-5)
+
+
+def test_logprobs_are_zero_on_response_padding_and_exact_elsewhere(model):
+    prompts, responses = [[5, 6, 7], [8, 9]], [[20, 21, EOS], [22]]
+    ids, mask, start = _left_padded(prompts, responses)
+    with torch.no_grad():
+        packed = response_logprobs(model, ids, mask, start, temperature=0.7)
+        full = gather_logprobs(response_logits(model, ids, mask, start, temperature=0.7), ids[:, start:])
+    real = mask[:, start:].bool()
+    torch.testing.assert_close(packed[real], full[real])
+    assert (packed[~real] == 0).all() and (full[~real] != 0).all()
 
 
 def test_logprobs_use_temperature_scaled_distribution(model):

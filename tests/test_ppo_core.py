@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import pytest
@@ -117,6 +119,12 @@ def test_batch_sizes_are_global_and_checked():
     assert (two.local_rollout_batch, two.local_mini_batch, two.grad_accum) == (32, 16, 2)
     with pytest.raises(ConfigError, match="micro_batch_size"):
         PPOSizes.from_config(PPOConfig(rollout_batch_size=64, mini_batch_size=32, micro_batch_size=12), 1)
+    # micro_batch_size null: each process forwards its whole share of a minibatch, no accumulation.
+    whole = dataclasses.replace(cfg, micro_batch_size=None)
+    one, two = PPOSizes.from_config(whole, 1), PPOSizes.from_config(whole, 2)
+    assert (one.micro_batch, one.grad_accum, two.micro_batch, two.grad_accum) == (32, 1, 16, 1)
+    with pytest.raises(ConfigError, match="micro_batch_size"):
+        PPOSizes.from_config(dataclasses.replace(cfg, micro_batch_size=0), 1)
     with pytest.raises(ConfigError, match="kl_estimator"):  # choices are checked when the config loads
         load_config(PPOConfig, None, ["kl_estimator=k2"])
 

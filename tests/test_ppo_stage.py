@@ -142,8 +142,10 @@ def test_lora_uses_the_disabled_adapter_as_reference_and_saves_a_merged_policy(t
                         "total_episodes=64", "rollout_batch_size=32", "eval_prompts=0")
     artifact = run_ppo(config)
     history = [json.loads(line) for line in (artifact.path / "log_history.jsonl").read_text().splitlines()]
-    assert history[0]["objective/kl"] == 0.0  # adapters start as the identity: policy == reference
-    assert history[1]["objective/kl"] != 0.0
+    # Adapters start as the identity: policy == reference. The rollout log-probs come from the sampler's
+    # KV-cached pass, the reference's from a full forward: equal to float rounding, not bit for bit.
+    assert abs(history[0]["objective/kl"]) < 1e-5
+    assert abs(history[1]["objective/kl"]) > 1e-3
     assert not (artifact.path / "adapter_config.json").exists()
     assert state_dict_diff(sft_artifact.path, artifact.path) > 0
 

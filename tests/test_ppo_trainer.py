@@ -14,7 +14,7 @@ from transformers.activations import NewGELUActivation
 
 from rlhf.config import ConfigError
 from rlhf.models import fuse_gelu
-from rlhf.logprobs import entropy_from_logits, response_logits, response_logprobs
+from rlhf.logprobs import entropy_from_logits, gather_logprobs, response_logits
 from rlhf.ppo import core
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.modeling import PolicyAndValue, normalised_critic, response_outputs
@@ -221,9 +221,9 @@ def test_log_probs_come_from_the_lm_head_at_real_response_tokens_only():
     model = PolicyAndValue(tiny_policy())
     with torch.no_grad():
         logprobs, entropy, _ = response_outputs(model, batch.query_responses, batch.attention_mask, CONTEXT, 0.7)
-        full = response_logprobs(model.policy, batch.query_responses, batch.attention_mask, CONTEXT, 0.7)
-        full_entropy = entropy_from_logits(response_logits(model.policy, batch.query_responses, batch.attention_mask,
-                                                           CONTEXT, 0.7))
+        full_logits = response_logits(model.policy, batch.query_responses, batch.attention_mask, CONTEXT, 0.7)
+        full = gather_logprobs(full_logits, batch.query_responses[:, CONTEXT:])
+        full_entropy = entropy_from_logits(full_logits)
     real = batch.mask.bool()
     assert torch.allclose(logprobs[real], full[real], atol=1e-6)
     assert torch.allclose(entropy[real], full_entropy[real], atol=1e-5)

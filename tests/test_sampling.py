@@ -131,3 +131,28 @@ def test_kl_of_identical_copies_is_zero_and_of_perturbed_weights_matches_brute_f
         assert out.kl[i] == pytest.approx(exact, rel=1e-4, abs=1e-5)
         assert out.kl_k1[i] == pytest.approx(k1, rel=1e-4, abs=1e-5)
     assert out.responses == [tokenizer.decode(t, skip_special_tokens=True) for t in out.tokens]
+
+
+def test_kept_hidden_states_give_the_forward_passs_logprobs_and_values(model, tokenizer):
+    """PPO takes rollout log-probs and values from the sampler's hidden states instead of a second
+    forward pass: they must be that pass's numbers, on every real token, in every batch."""
+    from rlhf.ppo.modeling import PolicyAndValue, response_outputs, sampled_outputs
+
+    model = copy.deepcopy(model)
+    with torch.no_grad():  # make EOS likely, so rows (and whole batches) stop before max_new_tokens
+        model.transformer.ln_f.bias += model.transformer.wte.weight[tokenizer.eos_token_id]
+    policy = PolicyAndValue(model)
+    torch.nn.init.normal_(policy.value_head.weight)  # zero-initialised in training; any head will do here
+    batches = sample_batches(model, tokenizer, PROMPTS, CFG, seed=0, keep_hidden=True)
+    assert any(int(b.mask.sum(1).max()) < CFG.max_new_tokens for b in batches)  # a batch that ended early
+    joined = concat(batches, tokenizer.pad_token_id)
+    assert joined.hidden.shape[:2] == joined.responses.shape
+    assert all(b.hidden is not None for b in batches)
+    with torch.no_grad():
+        kept_logprobs, kept_values = sampled_outputs(policy, joined.hidden, joined.responses, joined.mask, 0.7)
+        logprobs, _, values = response_outputs(policy, joined.query_responses, joined.attention_mask,
+                                               joined.context_length, 0.7)
+    real = joined.mask.bool()
+    torch.testing.assert_close(kept_logprobs[real], logprobs[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kept_values[real], values[real], atol=1e-5, rtol=1e-5)
+    assert (kept_logprobs[~real] == 0).all()

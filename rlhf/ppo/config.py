@@ -26,9 +26,10 @@ class PPOConfig:
     mini_batch_size: int = option(
         32, "episodes per optimizer step, over all processes; rollout_batch_size / mini_batch_size "
         "optimizer steps per epoch (CleanRL: minibatch_size)")
-    micro_batch_size: int = option(
-        16, "episodes per forward/backward on ONE process; gradients are accumulated over "
-        "mini_batch_size / (micro_batch_size * processes) micro-batches (TRL: per_device_train_batch_size)")
+    micro_batch_size: int | None = option(
+        None, "episodes per forward/backward on ONE process; gradients are accumulated over "
+        "mini_batch_size / (micro_batch_size * processes) micro-batches (TRL: per_device_train_batch_size). "
+        "null = the process's whole share of a minibatch, no accumulation: the fastest while it fits in memory")
     forward_batch_size: int = option(
         64, "episodes per no-grad forward (generation, reference, reward) on one process; memory only")
     num_ppo_epochs: int = option(4, "passes over each rollout batch (CleanRL update_epochs; TRL num_ppo_epochs)")
@@ -111,6 +112,7 @@ class PPOSizes:
     world_size: int
     local_rollout_batch: int  # episodes sampled by each process per step
     local_mini_batch: int  # each process's share of one optimizer step
+    micro_batch: int  # episodes per forward/backward on each process
     grad_accum: int  # micro-batches per optimizer step on each process
     num_mini_batches: int
     num_steps: int
@@ -125,9 +127,13 @@ class PPOSizes:
              f"ppo.rollout_batch_size={cfg.rollout_batch_size} must be divisible by the {world_size} processes")
         need(cfg.rollout_batch_size % cfg.mini_batch_size == 0,
              f"ppo.rollout_batch_size={cfg.rollout_batch_size} must be a multiple of ppo.mini_batch_size={cfg.mini_batch_size}")
-        need(cfg.mini_batch_size % (cfg.micro_batch_size * world_size) == 0,
+        need(cfg.mini_batch_size % world_size == 0,
+             f"ppo.mini_batch_size={cfg.mini_batch_size} must be divisible by the {world_size} processes")
+        micro = cfg.mini_batch_size // world_size if cfg.micro_batch_size is None else cfg.micro_batch_size
+        need(micro >= 1, f"ppo.micro_batch_size={cfg.micro_batch_size} must be >= 1 (or null: no accumulation)")
+        need(cfg.mini_batch_size % (micro * world_size) == 0,
              f"ppo.mini_batch_size={cfg.mini_batch_size} must be a multiple of ppo.micro_batch_size * processes "
-             f"= {cfg.micro_batch_size} * {world_size}; lower ppo.micro_batch_size")
+             f"= {micro} * {world_size}; lower ppo.micro_batch_size")
         need(cfg.total_episodes >= cfg.rollout_batch_size,
              f"ppo.total_episodes={cfg.total_episodes} is less than one rollout batch ({cfg.rollout_batch_size})")
         need(cfg.temperature > 0, "ppo.temperature must be > 0 (use ppo.do_sample=false for greedy decoding)")
@@ -136,7 +142,8 @@ class PPOSizes:
             world_size=world_size,
             local_rollout_batch=cfg.rollout_batch_size // world_size,
             local_mini_batch=local_mini,
-            grad_accum=local_mini // cfg.micro_batch_size,
+            micro_batch=micro,
+            grad_accum=local_mini // micro,
             num_mini_batches=cfg.rollout_batch_size // cfg.mini_batch_size,
             num_steps=cfg.total_episodes // cfg.rollout_batch_size,
         )

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from rlhf.logprobs import logprobs_and_entropy, position_ids, temperature_scaled
+from rlhf.logprobs import gather_logprobs, head_at, logprobs_and_entropy, position_ids, temperature_scaled, unpack
 
 
 class PolicyAndValue(nn.Module):
@@ -40,8 +40,7 @@ class PolicyAndValue(nn.Module):
         out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                           output_hidden_states=shared or packed, use_cache=False,
                           logits_to_keep=1 if packed else keep_last)  # packed: the head is applied below
-        logits = (self.policy.get_output_embeddings()(out.hidden_states[-1][:, -keep_last:][logits_at]) if packed
-                  else out.logits)
+        logits = head_at(self.policy, out.hidden_states[-1][:, -keep_last:], logits_at) if packed else out.logits
         if shared:
             hidden = out.hidden_states[-1]
         else:
@@ -89,5 +88,14 @@ def response_outputs(model: nn.Module, query_responses: torch.Tensor, attention_
     logits, values = model(query_responses, attention_mask, keep, torch.nn.functional.pad(real, (0, 1)))
     logprobs, ent = logprobs_and_entropy(temperature_scaled(logits, temperature),
                                          query_responses[:, context_length:][real], entropy)
-    unpack = lambda x: real.new_zeros(real.shape, dtype=x.dtype).masked_scatter(real, x)  # noqa: E731
-    return unpack(logprobs), unpack(ent) if ent is not None else None, values[:, :-1]
+    return unpack(real, logprobs), unpack(real, ent) if ent is not None else None, values[:, :-1]
+
+
+def sampled_outputs(model: PolicyAndValue, hidden: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor,
+                    temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logprobs, values) of sampled responses from the final hidden states the sampler kept
+    (``sample_batches(keep_hidden=True)``): the numbers ``response_outputs`` gives, to float rounding,
+    without a second forward pass of the policy. Shared value head only (a separate critic has its own trunk)."""
+    real = mask.bool()
+    logits = temperature_scaled(head_at(model.policy, hidden, real), temperature)
+    return unpack(real, gather_logprobs(logits, responses[real])), model.value_head(hidden).squeeze(-1).float()

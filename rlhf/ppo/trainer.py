@@ -28,7 +28,7 @@ from rlhf.logprobs import masked_mean, masked_sum, response_logprobs
 from rlhf.ppo import core
 from rlhf.ppo.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from rlhf.ppo.config import PPOConfig, PPOSizes
-from rlhf.ppo.modeling import PolicyAndValue, response_outputs
+from rlhf.ppo.modeling import PolicyAndValue, response_outputs, sampled_outputs
 from rlhf.ppo.rollout import Rollout
 from rlhf.ppo.tracking import Tracker
 from rlhf.reward_model import RewardModel
@@ -160,10 +160,14 @@ class PPOTrainer:
         prompts = [self.prompts[i] for i in indices[rank * sizes.local_rollout_batch : (rank + 1) * sizes.local_rollout_batch]]
         sampling = SamplingConfig(temperature=cfg.temperature, max_new_tokens=cfg.response_length,
                                   batch_size=cfg.forward_batch_size)
+        # The rollout log-probs and values come from the hidden states the sampler computed anyway, not
+        # a second forward pass - in full precision only: under autocast the KV-cached low-precision
+        # numbers would differ from the training forward's enough to bias the first PPO ratios.
+        reuse = unwrapped.critic is None and acc.mixed_precision == "no"
         with acc.autocast():
             sampled = concat(sample_batches(unwrapped.policy, self.tokenizer, prompts, sampling,
                                             seed=rollout_seed(cfg.seed, step, rank), stop_at_eos=self.stop_token_id is not None,
-                                            do_sample=cfg.do_sample), self.tokenizer.pad_token_id)
+                                            do_sample=cfg.do_sample, keep_hidden=reuse), self.tokenizer.pad_token_id)
         context_length = sampled.context_length
         timings["time/rollout"] = time.perf_counter() - start
 
@@ -172,7 +176,12 @@ class PPOTrainer:
         for lo in range(0, len(prompts), cfg.forward_batch_size):
             chunk = slice(lo, lo + cfg.forward_batch_size)
             query_responses, attention_mask = sampled.query_responses[chunk], sampled.attention_mask[chunk]
-            logprobs, _, values = self._forward(unwrapped, query_responses, attention_mask, context_length, entropy=False)
+            if reuse:
+                logprobs, values = sampled_outputs(unwrapped, sampled.hidden[chunk], sampled.responses[chunk],
+                                                   sampled.mask[chunk], cfg.temperature)
+            else:
+                logprobs, _, values = self._forward(unwrapped, query_responses, attention_mask, context_length,
+                                                    entropy=False)
             ref_logprobs = self._ref_logprobs(unwrapped, query_responses, attention_mask, context_length)
             scores = self.reward_model.score([join(p, r) for p, r in zip(sampled.prompts[chunk], sampled.texts[chunk])],
                                              batch_size=cfg.forward_batch_size)
@@ -231,8 +240,8 @@ class PPOTrainer:
                 num_tokens = self._sum(batch.mask[order[mb_start : mb_start + sizes.local_mini_batch]].sum())
                 scale = acc.gradient_accumulation_steps * acc.num_processes
                 minibatch_losses = torch.zeros(2, device=acc.device)
-                for micro_start in range(mb_start, mb_start + sizes.local_mini_batch, cfg.micro_batch_size):
-                    mb = batch[order[micro_start : micro_start + cfg.micro_batch_size]].trimmed()
+                for micro_start in range(mb_start, mb_start + sizes.local_mini_batch, sizes.micro_batch):
+                    mb = batch[order[micro_start : micro_start + sizes.micro_batch]].trimmed()
                     with acc.accumulate(self.model):
                         logprobs, entropy, values = self._forward(self.model, mb.query_responses, mb.attention_mask,
                                                                   mb.context_length)
