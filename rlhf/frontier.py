@@ -362,7 +362,8 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                                      policy=str(inputs["sft"].path), reward_model=str(inputs["reward"].path))
                     art = run_stage(stage, section, log=log)
                     return {"x": 0, **ev.policy(load_causal_lm(art.path).eval(), seed),
-                            "wall_time_s": art.manifest["wall_time_s"], "tokens_generated": None}
+                            "wall_time_s": art.manifest["wall_time_s"],
+                            "tokens_generated": art.metrics.get("train/tokens_generated")}
                 store.get_or_compute(method, seed, "final", single_point)
             log(f"[frontier] {method} seed {seed}: done")
     points = [p for p in store.all(["sft", *config.methods]) if p["seed"] in config.seeds]

@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from datasets import Dataset
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, work_dir, write_artifact, write_log_history
@@ -50,14 +51,20 @@ def inputs(config: OnlineConfig) -> dict[str, tuple[str, str | tuple[str, ...]]]
 
 
 class RewardFunction:
-    """A TRL reward function: the reward artifact's normalised score of each prompt + completion."""
+    """A TRL reward function: the reward artifact's normalised score of each prompt + completion.
+
+    It sees every completion the trainer generates, so it also counts their tokens (``completion_ids``:
+    up to and including EOS) on this process."""
 
     __name__ = "reward_model"  # TRL logs rewards/<name>/mean
 
     def __init__(self, reward_model: RewardModel):
         self.reward_model = reward_model
+        self.tokens_generated = 0
 
-    def __call__(self, prompts: list[str], completions: list[str], **_: Any) -> list[float]:
+    def __call__(self, prompts: list[str], completions: list[str], completion_ids: list[list[int]] | None = None,
+                 **_: Any) -> list[float]:
+        self.tokens_generated += sum(len(ids) for ids in completion_ids or [])
         return self.reward_model.score([join(p, c) for p, c in zip(prompts, completions)]).tolist()
 
 
@@ -89,10 +96,13 @@ def train_online(kind: str, trainer_cls: type, config: Any, inputs: dict[str, Ar
     args = config.train.build(output_dir=str(work), seed=config.seed, save_strategy="steps", save_steps=50,
                               save_total_limit=1, **(fixed or {}), **generation, **precision_options(model))
     prompts = Dataset.from_dict({"prompt": train_prompts(config.data, config.num_prompts)})
-    trainer = trainer_cls(model=model, reward_funcs=RewardFunction(reward_model), args=args, train_dataset=prompts,
+    reward_function = RewardFunction(reward_model)
+    trainer = trainer_cls(model=model, reward_funcs=reward_function, args=args, train_dataset=prompts,
                           processing_class=tokenizer, peft_config=peft_config(config.lora), **trainer_kwargs)
     has_checkpoint = config.resume and any(work.glob("checkpoint-*"))
     train_output = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+    tokens = trainer.accelerator.reduce(torch.tensor(reward_function.tokens_generated, device=trainer.accelerator.device),
+                                        reduction="sum").item()
 
     policy = trainer.accelerator.unwrap_model(trainer.model)
     # Exact KL on the trained policy's own samples, to the SFT policy (its disabled adapter under LoRA).
@@ -122,6 +132,8 @@ def train_online(kind: str, trainer_cls: type, config: Any, inputs: dict[str, Ar
             **before_after_metrics(before, after),
             "train/steps": trainer.state.global_step,
             "train/prompts": len(prompts),
+            # Counted since this process started: a resumed run's count would miss the tokens before the kill.
+            "train/tokens_generated": None if has_checkpoint else tokens,
         })
     if trainer.accelerator.is_main_process:
         shutil.rmtree(work, ignore_errors=True)  # the artifact is complete; checkpoints are no longer needed

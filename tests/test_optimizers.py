@@ -69,6 +69,9 @@ def test_trained_policy_moved_from_sft_and_is_a_policy_artifact(trained, kind):
     assert history, "no training log"
     if kind != "rejection_sampling":
         assert art.metrics["train/steps"] == 2
+        # Every generated completion's tokens: 2 steps of 4 (RLOO/GRPO) or 8 (online DPO: 2 per prompt)
+        # completions of at most 12 tokens.
+        assert 2 * 4 <= art.metrics["train/tokens_generated"] <= 2 * 8 * 12
         # The trainer generated with the recipe's sampling settings (recorded in the manifest), which are
         # the eval's: the tiny recipes train where they are evaluated (issue 12, equal footing).
         eval_temperature = load_config(eval_stage.Config, "configs/tiny/eval.yaml", []).sampling.temperature
@@ -110,6 +113,7 @@ def test_killed_rloo_resumes_from_its_trl_checkpoint(tmp_path, monkeypatch, sft_
     config = stage_config(rloo, "tiny", tmp_path, sft_artifact, reward_artifact, "train.save_steps=1")
     art, resumed_from = kill_at_checkpoint_then_resume(rloo, config, monkeypatch, "checkpoint-1")
     assert resumed_from is True and art.metrics["train/steps"] == 2
+    assert art.metrics["train/tokens_generated"] is None  # the count before the kill is lost: not reported
     assert not (tmp_path / ".work" / "rloo").exists()  # checkpoints removed once the artifact is complete
 
 

@@ -10,7 +10,7 @@ from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.logprobs import response_logprobs, response_mask
-from rlhf.sampling import SamplingConfig, concat, encode_prompts, sample, sample_batches
+from rlhf.sampling import SamplingConfig, concat, draw, encode_prompts, sample, sample_batches
 from rlhf.tokenizer import train_tokenizer
 
 CORPUS = ["the film was great and the cast was lovely", "a dull plot, but the music was fine", "I loved it. Ten out of ten."]
@@ -37,6 +37,16 @@ def model(tokenizer):
 
 def _tokens(batches) -> list[list[int]]:
     return [row for b in batches for row in b.responses.tolist()]
+
+
+def test_draw_samples_the_softmax_of_the_logits():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    rows = 40_000
+    logits = probs.log().expand(rows, -1) + 3.0  # any shift: softmax is shift-invariant
+    torch.manual_seed(0)
+    frequencies = torch.bincount(draw(logits), minlength=5) / rows
+    assert frequencies[4] == 0  # a -inf logit is never drawn
+    torch.testing.assert_close(frequencies, probs, atol=0.01, rtol=0)  # 4 standard errors at p = 0.5
 
 
 def test_saved_generation_settings_are_ignored(model, tokenizer):
@@ -156,3 +166,12 @@ def test_kept_hidden_states_give_the_forward_passs_logprobs_and_values(model, to
     torch.testing.assert_close(kept_logprobs[real], logprobs[real], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(kept_values[real], values[real], atol=1e-5, rtol=1e-5)
     assert (kept_logprobs[~real] == 0).all()
+
+
+def test_top_k_and_top_p_truncate_the_sampled_distribution(model, tokenizer):
+    from dataclasses import replace
+
+    greedy = _tokens(sample_batches(model, tokenizer, PROMPTS, CFG, seed=0, do_sample=False))
+    assert _tokens(sample_batches(model, tokenizer, PROMPTS, replace(CFG, top_k=1), seed=5)) == greedy
+    assert _tokens(sample_batches(model, tokenizer, PROMPTS, replace(CFG, top_p=1e-6), seed=5)) == greedy
+    assert _tokens(sample_batches(model, tokenizer, PROMPTS, CFG, seed=5)) != greedy  # untruncated: not greedy

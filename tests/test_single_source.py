@@ -10,8 +10,8 @@ PACKAGES = ("rlhf", "annotation_ui", "pipelines")
 
 # pattern -> the one module allowed to contain it
 SINGLE_HOMES = {
-    r"\.generate\(": "rlhf/sampling.py",  # sampling from a model
-    r"GenerationConfig\(": "rlhf/sampling.py",
+    r"\.generate\(|torch\.multinomial|torch\.searchsorted": "rlhf/sampling.py",  # sampling from a model, drawing tokens
+    r"LogitsProcessorList\(": "rlhf/sampling.py",
     r"\.(log_softmax|logsumexp|softmax)\(": "rlhf/logprobs.py",  # log-probs, entropy, exact KL: x.f(, torch.f(,
     # F.f( (not response_log_softmax( or prose)
     r"expm1": "rlhf/logprobs.py",  # the k3 estimator
