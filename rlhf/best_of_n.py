@@ -33,11 +33,16 @@ def keep_best(samples: PolicySamples, n: int) -> PolicySamples:
     return out
 
 
+def sample_pool(policy, tokenizer, prompts: list[str], sampling: SamplingConfig, seed: int, n: int,
+                reward_model: RewardModel) -> PolicySamples:
+    """n samples per prompt (consecutive rows), each with gold reward and RM score."""
+    return sample_and_score(policy, tokenizer, prompts, sampling, seed, num_samples=n, reward_model=reward_model)
+
+
 def sample_best_of_n(policy, tokenizer, prompts: list[str], sampling: SamplingConfig, seed: int, n: int,
                      reward_model: RewardModel) -> PolicySamples:
     """One best-of-n response per prompt, with gold reward and RM score; kl/kl_k1/kl_k3 hold the bound."""
-    best = keep_best(sample_and_score(policy, tokenizer, prompts, sampling, seed, num_samples=n,
-                                      reward_model=reward_model), n)
+    best = keep_best(sample_pool(policy, tokenizer, prompts, sampling, seed, n, reward_model), n)
     best.kl = best.kl_k1 = best.kl_k3 = [best_of_n_kl_bound(n)] * len(best.prompts)
     return best
 

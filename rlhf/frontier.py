@@ -233,7 +233,7 @@ def best_of_n_points(ev: Evaluator, sft, seed: int, ns: list[int]) -> Iterable[d
                                   for r in rows]))
         yield {"x": n, **sample_summary(chosen), "kl_estimate": estimate,
                "wall_time_s": pool_time * n / pool_size,
-               "tokens_generated": int(sum(pool.lengths[i] for r in rows for i in r))}
+               "tokens_generated": pool.num_tokens(i for r in rows for i in r)}
 
 
 # ------------------------------------------------------------------------------------------------

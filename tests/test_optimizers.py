@@ -78,6 +78,8 @@ def test_trained_policy_moved_from_sft_and_is_a_policy_artifact(trained, kind):
         assert art.manifest["training_sampling"]["temperature"] == art.config["sampling"]["temperature"] == eval_temperature
     else:
         assert [r["round"] for r in art.manifest["rounds"]] == [0, 1]
+        # 2 rounds of n = 2 samples for each of 8 prompts, 1 to 12 tokens each
+        assert 2 * 2 * 8 <= art.metrics["train/tokens_generated"] <= 2 * 2 * 8 * 12
 
 
 def test_grpo_and_rloo_recipes_keep_a_kl_penalty(trained):

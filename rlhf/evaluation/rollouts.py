@@ -7,6 +7,8 @@ text), under the sampling temperature, against ``reference`` (see ``rlhf.logprob
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import contextlib
 import statistics
 from dataclasses import dataclass, field
@@ -36,6 +38,10 @@ class PolicySamples:
 
     def mean(self, name: str) -> float:
         return statistics.fmean(getattr(self, name))
+
+    def num_tokens(self, rows: Iterable[int] | None = None) -> int:
+        """Tokens generated (EOS included, as a sampler counts them) by all samples or by ``rows``."""
+        return sum(len(self.tokens[i]) for i in (range(len(self.tokens)) if rows is None else rows))
 
 
 def before_after_metrics(before: PolicySamples, after: PolicySamples) -> dict[str, float]:

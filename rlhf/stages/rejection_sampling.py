@@ -18,7 +18,7 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, work_dir, write_artifact, write_log_history
-from rlhf.best_of_n import sample_best_of_n
+from rlhf.best_of_n import keep_best, sample_pool
 from rlhf.config import ConfigError, DataConfig, LoraConfig, option, trainer_options
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import before_after_metrics, sample_and_score
@@ -72,14 +72,17 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     before = sample_and_score(model, tokenizer, eval_prompts, config.sampling, config.seed, reward_model=reward_model)
 
     work, history, per_round = work_dir(config), [], []
+    tokens, resumed = 0, False
     for r in range(config.rounds):
         round_dir = work / f"round-{r}"
         finished = round_dir / "policy"
         if config.resume and (finished / "config.json").is_file():
             model = load_policy(finished).to(device)
+            resumed = True
             continue
-        best = sample_best_of_n(model, tokenizer, prompts, config.sampling, config.seed + 1000 * r, config.n,
-                                reward_model)
+        pool = sample_pool(model, tokenizer, prompts, config.sampling, config.seed + 1000 * r, config.n, reward_model)
+        tokens += pool.num_tokens()
+        best = keep_best(pool, config.n)
         args = config.train.build(output_dir=str(round_dir), seed=config.seed, save_strategy="steps", save_steps=50,
                                   save_total_limit=1, **precision_options(model))
         trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config(config.lora),
@@ -109,6 +112,9 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         out.metrics.update({
             **before_after_metrics(before, after),
             "train/rounds": config.rounds,
+            # Every round's n samples per prompt (each process samples every prompt); unknown (None) when
+            # earlier rounds ran before a kill.
+            "train/tokens_generated": None if resumed else tokens,
         })
     if process_state().is_main_process:
         shutil.rmtree(work, ignore_errors=True)
