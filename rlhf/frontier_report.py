@@ -18,10 +18,7 @@ FITS = {"ppo": "rl", "ppo_long": "rl", "ppo_ensemble": "rl", "best_of_n": "bon"}
 
 def frontier_plot(rows: list[dict[str, Any]], path: Path, confidence: float) -> None:
     """Gold gain over SFT against mean KL: one curve per method, the band its t-interval across seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlhf.evaluation.plots import plt, save_figure  # pyplot on the Agg backend
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, method in enumerate(sorted({r["method"] for r in rows})):
@@ -38,9 +35,7 @@ def frontier_plot(rows: list[dict[str, Any]], path: Path, confidence: float) -> 
     ax.set_title(f"Reward-KL frontier (mean over seeds, {confidence:.0%} t-interval bands)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def overoptimization(points: list[dict[str, Any]], path: Path) -> dict[str, dict]:

@@ -5,13 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from rlhf.arena.pairing import VoterCheck  # noqa: E402
-from rlhf.arena.ratings import BASE, Rating  # noqa: E402
+from rlhf.arena.pairing import VoterCheck
+from rlhf.arena.ratings import BASE, Rating
+from rlhf.evaluation.plots import plt, save_figure  # pyplot on the Agg backend
 
 
 def markdown_table(rows: Sequence[Rating], confidence: float = 0.95, gold: dict[str, float] | None = None) -> str:
@@ -37,9 +33,7 @@ def interval_plot(rows: Sequence[Rating], path: Path, anchor: str, confidence: f
     ax.margins(y=0.25)
     ax.set_xlabel(f"Bradley-Terry rating ({anchor} = {BASE:.0f}; {confidence:.0%} bootstrap interval)")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def render_report(rows: Sequence[Rating], anchor: str, confidence: float, num_votes: int,

@@ -109,10 +109,7 @@ def overoptimization_plot(series: dict[str, tuple[Sequence[float], Sequence[floa
 
     ``series`` maps a name to (kl, gold gain, fit or None); ``proxy`` optionally to (kl, RM score) drawn dashed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlhf.evaluation.plots import plt, save_figure  # pyplot on the Agg backend
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (name, (kl, gold, fit)) in enumerate(series.items()):
@@ -134,6 +131,4 @@ def overoptimization_plot(series: dict[str, tuple[Sequence[float], Sequence[floa
     ax.set_title("Over-optimization (Gao et al. 2022); star = gold peak, dotted = fit/held-out split")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -14,6 +14,13 @@ from rlhf.artifacts import read_jsonl  # noqa: E402
 from rlhf.evaluation.metrics import Estimate  # noqa: E402
 
 
+def save_figure(fig, path: Path | str) -> None:
+    """Lay out, write at 120 dpi and close (pyplot keeps every open figure alive otherwise)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def read_log_history(path: Path) -> list[dict[str, Any]]:
     """Rows of a training artifact's log_history.jsonl, or [] when it has none."""
     return read_jsonl(path)
@@ -43,9 +50,7 @@ def frontier_plot(points: dict[str, tuple[Estimate, Estimate]], path: Path, conf
     ax.set_title(f"Reward-KL frontier ({confidence:.0%} CI)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def training_curves_plot(histories: dict[str, list[dict[str, Any]]], metrics: list[str], path: Path) -> list[str]:
@@ -63,7 +68,5 @@ def training_curves_plot(histories: dict[str, list[dict[str, Any]]], metrics: li
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return found

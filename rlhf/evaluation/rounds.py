@@ -11,12 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from rlhf.artifacts import Artifact, ArtifactError, open_artifact  # noqa: E402
+from rlhf.artifacts import Artifact, ArtifactError, open_artifact
+from rlhf.evaluation.plots import plt, save_figure  # pyplot on the Agg backend
 
 REPORT, PLOT = "rounds.md", "rounds.png"
 
@@ -77,9 +73,7 @@ def rounds_plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xticks(sorted({r["round"] for r in rows}))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_rounds_report(run_dir: str | Path, evals: list[Artifact]) -> Path:
