@@ -8,7 +8,7 @@ From a finished run's SFT policy and reward model (``base_run``), per seed:
   over-optimization curves (Gao et al. 2022 study it that way);
 * ``ppo_ensemble``: ``ppo_long`` with an ensemble reward model (trained once by the reward stage with
   ``reward.ensemble_size`` members) combined by ``ensemble_objective`` (Coste et al. 2024);
-* ``dpo``: one DPO run per beta in ``dpo_betas``;
+* ``dpo``: one DPO run per beta in ``dpo_betas``, the live policy scored at ``dpo_snapshots`` steps;
 * ``best_of_n``: n samples of the SFT policy, the reward model's best, for every n in ``best_of_n``;
 * any of rloo, grpo, online_dpo, rejection_sampling listed in ``methods``: one point each.
 
@@ -83,6 +83,8 @@ class FrontierConfig:
         {"kl_coef": 0.02, "total_episodes": 2560}, "ppo_long and ppo_ensemble: PPO fields that differ from the ppo "
         "section (a small KL coefficient, more steps: the over-optimization run)")
     dpo_betas: list[float] = option([0.03, 0.1, 0.3, 1.0], "DPO: one run per beta (train.beta)")
+    dpo_snapshots: int = option(3, "DPO: the policy is scored at this many evenly spaced steps of each run (the "
+                                "last one the trained policy)")
     best_of_n: list[int] = option([1, 2, 4, 8, 16, 32, 64], "best-of-n: the n values (one pool of max(n) samples per prompt)")
     ensemble_objective: str = option("worst_case", "ppo_ensemble: reward_ensemble.objective (mean, worst_case, "
                                      "uncertainty_weighted) over the reward section's ensemble_size members")
@@ -270,13 +272,60 @@ def seeded(section: Any, seed: int, output_dir: Path, run_dir: Path, **fields: A
     return cfg
 
 
+def dpo_setting(beta: float, k: int, n: int) -> str:
+    return f"beta{beta:g}-at{k}of{n}"
+
+
+def ppo_snapshot_steps(config: FrontierConfig, section: ppo.Config) -> list[int]:
+    """The PPO steps scored: every ``snapshot_every`` and the last."""
+    steps = section.total_episodes // section.rollout_batch_size
+    return sorted({s for s in range(config.snapshot_every, steps + 1, config.snapshot_every)} | {steps})
+
+
+def wanted_settings(config: FrontierConfig) -> dict[str, set[str]]:
+    """Per method the settings this config asks for: the report shows these only, not points an earlier
+    config of the same version left (a beta or an n taken out of the lists, a coarser ``snapshot_every``)."""
+    ppo_steps = lambda section: {f"step{s:05d}" for s in ppo_snapshot_steps(config, section)}  # noqa: E731
+    return {
+        "sft": {"sft"}, "ppo": ppo_steps(config.ppo), "ppo_long": ppo_steps(long_run(config)),
+        "ppo_ensemble": ppo_steps(long_run(config)), "best_of_n": {f"n{n:03d}" for n in config.best_of_n},
+        "dpo": {dpo_setting(b, k, config.dpo_snapshots) for b in config.dpo_betas for k in range(1, config.dpo_snapshots + 1)},
+        **{m: {"final"} for m in SINGLE_POINT}}
+
+
+def dpo_points(config: FrontierConfig, ev: Evaluator, store: PointStore, seed: int, section: dpo.Config,
+               inputs: dict[str, Artifact], log: Callable[[str], None]) -> None:
+    """One DPO run at ``section.train.beta``; the on_step_end hook scores the live policy at
+    ``dpo_snapshots`` evenly spaced steps (the last one the trained policy): a curve from one run.
+
+    DPO has no mid-run checkpoint here, so a killed run trains again; its finished points are kept."""
+    beta, n = section.train.beta, config.dpo_snapshots
+    if all(store.has("dpo", seed, dpo_setting(beta, k, n)) for k in range(1, n + 1)):
+        return
+    clock = {"start": time.perf_counter(), "eval": 0.0}
+
+    def on_step_end(step: int, trainer) -> None:
+        total = trainer.state.max_steps
+        at = {max(1, round(total * k / n)): k for k in range(1, n + 1)}
+        if step not in at:
+            return
+        started = time.perf_counter()
+        train_time = started - clock["start"] - clock["eval"]
+        store.get_or_compute("dpo", seed, dpo_setting(beta, at[step], n), lambda: {
+            "x": step, **ev.policy(trainer.model, seed), "wall_time_s": train_time, "tokens_generated": 0})
+        clock["eval"] += time.perf_counter() - started
+        log(f"[frontier] dpo seed {seed} beta {beta:g} step {step}/{total} scored")
+
+    dpo.run(section, {"policy": inputs["sft"], "preferences": inputs["preferences"]}, on_step_end=on_step_end)
+
+
 def ppo_points(config: FrontierConfig, ev: Evaluator, store: PointStore, method: str, seed: int,
                section: ppo.Config, inputs: dict[str, Artifact], log: Callable[[str], None]) -> None:
     """One PPO run; the on_step_end hook scores the live policy every snapshot_every steps.
 
     Its run directory carries the point version, so a killed run resumes only under the same settings."""
     steps = section.total_episodes // section.rollout_batch_size
-    wanted = sorted({s for s in range(config.snapshot_every, steps + 1, config.snapshot_every)} | {steps})
+    wanted = ppo_snapshot_steps(config, section)
     if all(store.has(method, seed, f"step{s:05d}") for s in wanted):
         return
     clock = {"start": time.perf_counter(), "eval": 0.0, "offset": None}
@@ -341,16 +390,10 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                 ppo_points(config, ev, store, "ppo_ensemble", seed, section, {**inputs, "reward_model": ensemble}, log)
             elif method == "dpo":
                 for beta in config.dpo_betas:
-                    def dpo_point(beta=beta):
-                        section = seeded(config.dpo, seed, runs / f"{store.folder('dpo').name}-seed{seed}-beta{beta:g}", runs,
-                                         policy=str(inputs["sft"].path),
-                                         preferences=str(inputs["preferences"].path))
-                        section = replace(section, train=replace(section.train, beta=beta))
-                        art = run_stage(dpo, section, log=log)
-                        policy = load_causal_lm(art.path).eval()
-                        return {"x": beta, **ev.policy(policy, seed), "wall_time_s": art.manifest["wall_time_s"],
-                                "tokens_generated": 0}
-                    store.get_or_compute("dpo", seed, f"beta{beta:g}", dpo_point)
+                    section = seeded(config.dpo, seed, runs / f"{store.folder('dpo').name}-seed{seed}-beta{beta:g}", runs,
+                                     policy=str(inputs["sft"].path), preferences=str(inputs["preferences"].path))
+                    dpo_points(config, ev, store, seed, replace(section, train=replace(section.train, beta=beta)),
+                               inputs, log)
             elif method == "best_of_n":
                 if not all(store.has("best_of_n", seed, f"n{n:03d}") for n in config.best_of_n):
                     for point in best_of_n_points(ev, ev.reference, seed, sorted(config.best_of_n)):
@@ -366,7 +409,8 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                             "tokens_generated": art.metrics.get("train/tokens_generated")}
                 store.get_or_compute(method, seed, "final", single_point)
             log(f"[frontier] {method} seed {seed}: done")
-    points = [p for p in store.all(["sft", *config.methods]) if p["seed"] in config.seeds]
+    wanted = wanted_settings(config)
+    points = [p for p in store.all(["sft", *config.methods]) if p["seed"] in config.seeds and p["setting"] in wanted[p["method"]]]
     return write_frontier(config, points, inputs)
 
 

@@ -11,7 +11,7 @@ from rlhf.config import ConfigError, load_config
 from rlhf.data import train_prompts
 from rlhf.evaluation.rollouts import sample_and_score
 from rlhf.models import is_adapter, load_causal_lm, load_tokenizer
-from rlhf.stage import run_stage
+from rlhf.stage import open_inputs, run_stage
 from rlhf.stages import dpo
 
 TASK = ["data.num_examples=1500", "data.max_test_examples=64", "num_eval_prompts=64"]
@@ -62,7 +62,11 @@ def test_lora_dpo_uses_the_adapter_disabled_model_as_reference(tmp_path, sft_art
     # A short run: this checks the wiring (no reference copy, KL measured against the disabled adapter).
     config = dpo_config(tmp_path, sft_artifact, preferences_artifact, "lora.enabled=true",
                         "train.max_steps=15", "train.learning_rate=2e-3", "num_eval_prompts=16")
-    art = run_stage(dpo, config, log=lambda _: None)
+    # The step hook (the frontier sweep scores DPO snapshots with it) runs after every optimizer step.
+    seen = []
+    art = dpo.run(config, open_inputs(dpo, config),
+                  on_step_end=lambda step, trainer: seen.append((step, trainer.state.max_steps, trainer.model.training)))
+    assert seen == [(step, 15, True) for step in range(1, 16)]
     assert art.manifest["reference_model"] == "adapter-disabled policy (no copy)"
     assert art.metrics["objective/kl"] > 0
     assert not is_adapter(art.path)  # merged by default

@@ -6,6 +6,7 @@ sweep's bookkeeping, on hand-made numbers whose right answers are known.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -49,37 +50,46 @@ class CountingEvaluator:
 
 def config(base_run, *overrides):
     return frontier.load_frontier_config(None, [f"base_run={base_run}", "seeds=[0,1]", "methods=[dpo]",
-                                                "dpo_betas=[0.1,0.3,1.0]", *overrides])
+                                                "dpo_betas=[0.1,0.3,1.0]", "dpo_snapshots=2", *overrides])
+
+
+def fake_dpo_run(trained: list[str], steps: int = 6):
+    """Stands in for the DPO stage: calls the hook after each of ``steps`` steps, as the trainer does."""
+    def run(section, inputs, on_step_end):
+        trained.append(re.sub(r"-[0-9a-f]{8}-", "-", Path(section.output_dir).name))  # run dirs carry the point version
+        trainer = SimpleNamespace(state=SimpleNamespace(max_steps=steps), model=f"dpo-beta{section.train.beta:g}")
+        for step in range(1, steps + 1):
+            on_step_end(step, trainer)
+    return run
 
 
 def test_sweep_resumes_without_recomputing_finished_points(base_run, monkeypatch):
     trained = []
-
-    def fake_run_stage(stage, cfg, log=print, force=False):
-        trained.append(re.sub(r"-[0-9a-f]{8}-", "-", Path(cfg.output_dir).name))  # run dirs carry the point version
-        return SimpleNamespace(path=Path(cfg.output_dir), manifest={"wall_time_s": 1.0})
-
-    monkeypatch.setattr(frontier, "run_stage", fake_run_stage)
-    monkeypatch.setattr(frontier, "load_causal_lm", lambda path: SimpleNamespace(eval=lambda: str(path)))
+    monkeypatch.setattr(frontier.dpo, "run", fake_dpo_run(trained))
     cfg = config(base_run)
-    # Seed 0: sft, beta 0.1, beta 0.3 finish; the kill comes while scoring beta 1.0.
+    # Seed 0: sft, and both snapshots (steps 3 and 6) of beta 0.1 and 0.3 finish; beta 1.0's first
+    # snapshot too; the kill comes while scoring its second.
     with pytest.raises(KeyboardInterrupt):
-        frontier.run_frontier(cfg, log=lambda _: None, evaluator=CountingEvaluator(fail_at=4))
+        frontier.run_frontier(cfg, log=lambda _: None, evaluator=CountingEvaluator(fail_at=7))
     store = frontier.PointStore(frontier.work_root(cfg) / "points")
     done = sorted(p.name for p in store.root.rglob("*.json"))  # (in <method>-<version>/seed<s>/)
-    assert done == ["beta0.1.json", "beta0.3.json", "sft.json"]
+    assert done == ["beta0.1-at1of2.json", "beta0.1-at2of2.json", "beta0.3-at1of2.json", "beta0.3-at2of2.json",
+                    "beta1-at1of2.json", "sft.json"]
+    beta01 = sorted(store.root.rglob("beta0.1-*.json"))
+    assert [json.loads(p.read_text())["x"] for p in beta01] == [3, 6]  # x: the step of the snapshot
     mtimes = {p: p.stat().st_mtime_ns for p in store.root.rglob("*.json")}
     assert not Path(cfg.output_dir).exists()  # no half-finished artifact
 
     trained.clear()
     again = CountingEvaluator()
     artifact = frontier.run_frontier(cfg, log=lambda _: None, evaluator=again)
-    # Only the unfinished points were trained and scored: beta 1.0 of seed 0, then all of seed 1.
+    # Only unfinished runs trained again: beta 1.0 of seed 0 (only its missing snapshot is scored),
+    # then all of seed 1.
     assert trained == ["dpo-seed0-beta1", "dpo-seed1-beta0.1", "dpo-seed1-beta0.3", "dpo-seed1-beta1"]
-    assert [seed for _, seed in again.calls] == [0, 1, 1, 1, 1]
+    assert [seed for _, seed in again.calls] == [0] + [1] * 7
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     points = (artifact.path / "points.jsonl").read_text().splitlines()
-    assert len(points) == 2 * 4 and (artifact.path / "report.md").is_file()
+    assert len(points) == 2 * 7 and (artifact.path / "report.md").is_file()
 
     # A third run finds everything done: nothing trained, nothing scored.
     trained.clear()
@@ -91,7 +101,15 @@ def test_sweep_resumes_without_recomputing_finished_points(base_run, monkeypatch
     fourth = CountingEvaluator()
     frontier.run_frontier(config(base_run, "dpo.train.learning_rate=1e-5"), log=lambda _: None, evaluator=fourth)
     assert trained == [f"dpo-seed{s}-beta{b}" for s in (0, 1) for b in ("0.1", "0.3", "1")]
-    assert len(fourth.calls) == 6  # the SFT points still hold: their eval settings did not change
+    assert len(fourth.calls) == 12  # the SFT points still hold: their eval settings did not change
+
+    # Fewer betas and snapshots: nothing is trained, and the report holds only the settings asked for,
+    # not the points the wider sweep left in the same folder.
+    trained.clear()
+    fewer = frontier.run_frontier(config(base_run, "dpo_betas=[0.3]", "dpo_snapshots=2"), log=lambda _: None,
+                                  evaluator=CountingEvaluator())
+    settings = {json.loads(line)["setting"] for line in (fewer.path / "points.jsonl").read_text().splitlines()}
+    assert trained == [] and settings == {"sft", "beta0.3-at1of2", "beta0.3-at2of2"}
 
 
 def test_ppo_snapshots_are_scored_once_across_a_resume(base_run, monkeypatch):

@@ -14,7 +14,9 @@ import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 from rlhf.artifacts import LOG_HISTORY, Artifact, open_artifact, write_artifact, write_log_history, work_dir
@@ -68,7 +70,19 @@ def reference_of(trainer: DPOTrainer):
     return trainer.model, trainer.model.disable_adapter
 
 
-def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
+class OnStepEnd(TrainerCallback):
+    """Calls ``hook(step, trainer)`` after every optimizer step (the frontier sweep scores snapshots)."""
+
+    def __init__(self, hook: Callable[[int, DPOTrainer], None], trainer: DPOTrainer):
+        self.hook, self.trainer = hook, trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.hook(state.global_step, self.trainer)
+
+
+def run(config: Config, inputs: dict[str, Artifact],
+        on_step_end: Callable[[int, DPOTrainer], None] | None = None) -> Artifact:
+    """``on_step_end(step, trainer)`` runs after each optimizer step (``trainer.state.max_steps`` in all)."""
     pairs = load_pairs(inputs["preferences"])
     policy_path = inputs["policy"].path
     tokenizer = load_tokenizer(policy_path)
@@ -92,6 +106,8 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
         peft_config=peft_config(config.lora),
     )
     attach(trainer, KIND, work / "runs")
+    if on_step_end is not None:
+        trainer.add_callback(OnStepEnd(on_step_end, trainer))
     train_output = trainer.train()
     final_eval = trainer.evaluate()
 
