@@ -19,7 +19,6 @@ and KL are computed on are exactly the ones sampled, from exactly ``softmax(logi
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch

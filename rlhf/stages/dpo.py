@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from transformers import TrainerCallback
