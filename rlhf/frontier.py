@@ -89,6 +89,8 @@ class FrontierConfig:
     ensemble_objective: str = option("worst_case", "ppo_ensemble: reward_ensemble.objective (mean, worst_case, "
                                      "uncertainty_weighted) over the reward section's ensemble_size members")
     kl_budget: float = option(3.0, "the report's table: per method the best setting whose seed-mean KL is within this (nats)")
+    min_well_formed: float = option(0.0, "the report's table: ...and whose seed-mean well-formed fraction is at least "
+                                    "this (0 = no floor); a gain bought with broken text does not count")
     confidence: float = option(0.95, "confidence level of the t-intervals across seeds")
     ppo: ppo.Config = option(ppo.Config(), "PPO section (policy/reward_model default to the base run's)")
     dpo: dpo.Config = option(dpo.Config(), "DPO section; train.beta is swept over dpo_betas")
@@ -276,6 +278,13 @@ def dpo_setting(beta: float, k: int, n: int) -> str:
     return f"beta{beta:g}-at{k}of{n}"
 
 
+def curve_of(row: dict[str, Any]) -> str:
+    """The frontier plot's curve of a point or row: one per method, and one per beta for DPO's snapshot runs."""
+    if row["method"] == "dpo" and "-at" in row["setting"]:
+        return f"dpo (beta {row['setting'].split('-at')[0].removeprefix('beta')})"
+    return row["method"]
+
+
 def ppo_snapshot_steps(config: FrontierConfig, section: ppo.Config) -> list[int]:
     """The PPO steps scored: every ``snapshot_every`` and the last."""
     steps = section.total_episodes // section.rollout_batch_size
@@ -447,12 +456,14 @@ def aggregate(points: list[dict[str, Any]], confidence: float = 0.95) -> list[di
     return sorted(rows, key=lambda r: (r["method"], r["kl"]["mean"], str(r["x"])))
 
 
-def best_within_budget(rows: list[dict[str, Any]], budget: float) -> dict[str, dict[str, Any]]:
-    """Per method the setting with the highest mean gold gain among those whose mean KL is <= budget."""
+def best_within_budget(rows: list[dict[str, Any]], budget: float,
+                       min_well_formed: float = 0.0) -> dict[str, dict[str, Any]]:
+    """Per method the setting with the highest mean gold gain among those whose mean KL is <= budget and whose
+    mean well-formed fraction is >= min_well_formed."""
     best: dict[str, dict] = {}
     for row in rows:
-        if row["kl"]["mean"] <= budget and (row["method"] not in best
-                                            or row["gain"]["mean"] > best[row["method"]]["gain"]["mean"]):
+        within = row["kl"]["mean"] <= budget and row["well_formed"]["mean"] >= min_well_formed
+        if within and (row["method"] not in best or row["gain"]["mean"] > best[row["method"]]["gain"]["mean"]):
             best[row["method"]] = row
     return best
 

@@ -11,23 +11,24 @@ import numpy as np
 from rlhf.evaluation.metrics import t_interval
 from rlhf.evaluation.overoptimization import fit_overoptimization, overoptimization_plot
 from rlhf.evaluation.report import fmt
-from rlhf.frontier import BON_KL_NOTE, best_within_budget, drop_from_peak, with_gains
+from rlhf.frontier import BON_KL_NOTE, best_within_budget, curve_of, drop_from_peak, with_gains
 
 FITS = {"ppo": "rl", "ppo_long": "rl", "ppo_ensemble": "rl", "best_of_n": "bon"}  # Gao et al.'s functional form per method
 
 
 def frontier_plot(rows: list[dict[str, Any]], path: Path, confidence: float) -> None:
-    """Gold gain over SFT against mean KL: one curve per method, the band its t-interval across seeds."""
+    """Gold gain over SFT against mean KL: one curve per method (per beta for DPO), the band its t-interval
+    across seeds."""
     from rlhf.evaluation.plots import plt, save_figure  # pyplot on the Agg backend
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for i, method in enumerate(sorted({r["method"] for r in rows})):
-        curve = [r for r in rows if r["method"] == method]
+    for i, name in enumerate(sorted({curve_of(r) for r in rows})):
+        curve = [r for r in rows if curve_of(r) == name]
         kl = [r["kl"]["mean"] for r in curve]
         gain = [r["gain"]["mean"] for r in curve]
         low = [r["gain"]["low"] for r in curve]
         high = [r["gain"]["high"] for r in curve]
-        label = method + (" (KL: upper bound)" if method == "best_of_n" else "")
+        label = name + (" (KL: upper bound)" if name == "best_of_n" else "")
         ax.plot(kl, gain, marker="o", markersize=3, color=f"C{i}", label=label)
         ax.fill_between(kl, low, high, color=f"C{i}", alpha=0.2)
     ax.set_xlabel("KL(policy || SFT), nats per response (exact, eval temperature)")
@@ -79,7 +80,8 @@ def render(config, points: list[dict[str, Any]], rows: list[dict[str, Any]], pat
     """Plots and report.md into ``path``; returns the artifact's headline metrics."""
     frontier_plot([r for r in rows if r["method"] != "sft"], path / "frontier.png", config.confidence)
     fits = overoptimization(points, path / "overoptimization.png")
-    best = best_within_budget([r for r in rows if r["method"] != "sft"], config.kl_budget)
+    best = best_within_budget([r for r in rows if r["method"] != "sft"], config.kl_budget,
+                              config.min_well_formed)
     seeds = sorted({p["seed"] for p in points})
     lines = [
         "# Reward-KL frontier", "",
@@ -96,7 +98,9 @@ def render(config, points: list[dict[str, Any]], rows: list[dict[str, Any]], pat
         "at inference for the eval prompts.", "",
         "![frontier](frontier.png)", "",
         f"## At a KL budget of {config.kl_budget:g} nats", "",
-        "Per method the setting with the best mean gold gain whose seed-mean KL is within the budget.", "",
+        "Per method the setting with the best mean gold gain whose seed-mean KL is within the budget"
+        + (f" and whose seed-mean well-formed fraction is at least {config.min_well_formed:.0%}."
+           if config.min_well_formed > 0 else "."), "",
         "| method | setting | gold gain over SFT | proxy (RM) gain | KL | well-formed % | repeated 3-grams | length | wall time (s, mean) | tokens generated (mean) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -144,7 +144,7 @@ def test_missing_base_run_names_the_command(tmp_path):
 def test_tiny_recipe_loads():
     cfg = frontier.load_frontier_config("configs/tiny/frontier.yaml", ["base_run=/tmp/x"])
     assert cfg.ppo.policy == "/tmp/x/sft" and cfg.ppo.kl_coef == 0.15  # the sweep's override of ppo.yaml
-    assert cfg.eval.sampling.temperature == 1.0 and cfg.dpo.train.beta == 0.1  # dpo.yaml's beta, swept per point
+    assert cfg.eval.sampling.temperature == 1.0 and cfg.dpo.train.beta == 0.15  # dpo.yaml's beta, swept per point
 
 
 def test_long_run_is_the_ppo_section_with_its_own_fields():
@@ -182,6 +182,16 @@ def test_table_picks_the_best_setting_within_the_kl_budget():
     points += [point("dpo", s, "far", 0, 1.0, 9.0) for s in range(2)]  # no DPO setting within the budget
     best = frontier.best_within_budget(frontier.aggregate(points), 3.0)
     assert best["ppo"]["setting"] == "b" and "dpo" not in best
+    # A floor on well-formed samples: "broken" gains most within the budget but with 60 % well-formed text.
+    points += [point("ppo", s, "broken", 0, 0.8, 2.5, well_formed=0.6) for s in range(2)]
+    assert frontier.best_within_budget(frontier.aggregate(points), 3.0)["ppo"]["setting"] == "broken"
+    assert frontier.best_within_budget(frontier.aggregate(points), 3.0, min_well_formed=0.7)["ppo"]["setting"] == "b"
+
+
+def test_each_dpo_beta_is_its_own_curve():
+    rows = [point("dpo", 0, frontier.dpo_setting(b, k, 3), k, 0.5, 1.0) for b in (0.1, 0.3) for k in (1, 2, 3)]
+    rows += [point("ppo", 0, "step4", 4, 0.5, 1.0), point("dpo", 0, "beta0.1", 0.1, 0.5, 1.0)]
+    assert [frontier.curve_of(r) for r in rows] == ["dpo (beta 0.1)"] * 3 + ["dpo (beta 0.3)"] * 3 + ["ppo", "dpo"]
 
 
 def test_drop_from_peak_per_seed_and_within_budget():
