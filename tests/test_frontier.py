@@ -194,6 +194,16 @@ def test_each_dpo_beta_is_its_own_curve():
     assert [frontier.curve_of(r) for r in rows] == ["dpo (beta 0.1)"] * 3 + ["dpo (beta 0.3)"] * 3 + ["ppo", "dpo"]
 
 
+def test_over_optimization_curve_of_ppo_is_the_long_run_when_there_is_one(tmp_path):
+    from rlhf.frontier_report import overoptimization
+    points = [point("sft", 0, "sft", 0, 0.0, 0.0)]
+    for method, coef in [("ppo", 0.3), ("ppo_long", 0.2)]:
+        points += [point(method, 0, f"step{x}", x, coef * x * (1 - 0.05 * x), 0.5 * x) for x in range(1, 9)]
+    assert set(overoptimization(points, tmp_path / "both.png")) == {"ppo_long"}
+    alone = [p for p in points if p["method"] != "ppo_long"]
+    assert set(overoptimization(alone, tmp_path / "alone.png")) == {"ppo"}
+
+
 def test_drop_from_peak_per_seed_and_within_budget():
     points = [point("sft", 0, "sft", 0, 0.0, 0.0)]
     points += [point("ppo", 0, f"s{x}", x, g, kl) for x, g, kl in [(1, 0.2, 1.0), (2, 0.6, 2.0), (3, 0.5, 2.5),
