@@ -51,6 +51,7 @@ from rlhf.tasks.reviews import is_well_formed
 KIND = "frontier"
 BASE_RUN_COMMAND = "python -m pipelines.run --config configs/tiny/pipeline.yaml"
 SWEPT = ("ppo", "ppo_long", "ppo_ensemble", "dpo", "best_of_n")
+SNAPSHOT_RUNS = ("ppo", "ppo_long", "ppo_ensemble", "dpo")  # scored along one training run per seed
 SINGLE_POINT = {"rloo": rloo, "grpo": grpo, "online_dpo": online_dpo, "rejection_sampling": rejection_sampling}
 SECTIONS = {"ppo": ppo, "dpo": dpo, "reward": reward, **SINGLE_POINT}
 BON_KL_NOTE = ("best-of-n KL: the analytic log n - (n-1)/n, an UPPER bound on KL(best-of-n || SFT) (Beirami et al. "
@@ -466,6 +467,16 @@ def best_within_budget(rows: list[dict[str, Any]], budget: float,
         if within and (row["method"] not in best or row["gain"]["mean"] > best[row["method"]]["gain"]["mean"]):
             best[row["method"]] = row
     return best
+
+
+def run_ends(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per snapshot curve (PPO runs, each DPO beta) the row of its last snapshot: the policy the run trained,
+    chosen by nobody, beside the budget table's best snapshot, which is chosen on the same samples."""
+    ends: dict[str, dict] = {}
+    for row in rows:
+        if row["method"] in SNAPSHOT_RUNS and (curve_of(row) not in ends or row["x"] > ends[curve_of(row)]["x"]):
+            ends[curve_of(row)] = row
+    return ends
 
 
 def drop_from_peak(points: list[dict[str, Any]], method: str, budget: float | None = None) -> list[float]:

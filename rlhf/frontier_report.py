@@ -11,7 +11,7 @@ import numpy as np
 from rlhf.evaluation.metrics import t_interval
 from rlhf.evaluation.overoptimization import fit_overoptimization, overoptimization_plot
 from rlhf.evaluation.report import fmt
-from rlhf.frontier import BON_KL_NOTE, best_within_budget, curve_of, drop_from_peak, with_gains
+from rlhf.frontier import BON_KL_NOTE, best_within_budget, curve_of, drop_from_peak, run_ends, with_gains
 
 FITS = {"ppo": "rl", "ppo_long": "rl", "ppo_ensemble": "rl", "best_of_n": "bon"}  # Gao et al.'s functional form per method
 
@@ -127,6 +127,18 @@ def render(config, points: list[dict[str, Any]], rows: list[dict[str, Any]], pat
         lines += ["", "Per seed at the chosen setting (gold gain / KL): " + "; ".join(
             f"{m} " + ", ".join(f"s{p['seed']} {p['gain']:+.3f}/{p['kl']:.2f}" for p in sorted(per_seed, key=lambda p: p["seed"])
                                if p["method"] == m) for m in sorted(best))]
+
+    ends = run_ends(rows)
+    if ends:
+        lines += ["", "The budget table's setting is the best of a run's snapshots, picked on the samples it is scored "
+                  "on, so it reads a little high. The policy each run ends with is picked by nobody:", "",
+                  "| run (end) | setting | gold gain over SFT | KL | well-formed % | within the budget |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in sorted(ends.items()):
+            within = r["kl"]["mean"] <= config.kl_budget and r["well_formed"]["mean"] >= config.min_well_formed
+            lines.append(f"| {name} | {r['setting']} | {_ci(r['gain'])} | {_ci(r['kl'])} | "
+                         f"{_ci(r['well_formed'], 0, 100)} | {'yes' if within else 'no'} |")
+            summary[f"end/{name.replace(' ', '_')}/gold_gain"] = r["gain"]["mean"]
 
     lines += ["", "## Over-optimization (Gao et al. 2022)", "",
               "Gold gain (points, every seed) and proxy RM gain (dashed, seed means) against d = sqrt(KL); "

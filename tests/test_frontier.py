@@ -90,6 +90,8 @@ def test_sweep_resumes_without_recomputing_finished_points(base_run, monkeypatch
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     points = (artifact.path / "points.jsonl").read_text().splitlines()
     assert len(points) == 2 * 7 and (artifact.path / "report.md").is_file()
+    report = (artifact.path / "report.md").read_text()
+    assert all(f"| dpo (beta {b}) | beta{b}-at2of2 |" in report for b in ("0.1", "0.3", "1"))  # each run's end
 
     # A third run finds everything done: nothing trained, nothing scored.
     trained.clear()
@@ -202,6 +204,15 @@ def test_over_optimization_curve_of_ppo_is_the_long_run_when_there_is_one(tmp_pa
     assert set(overoptimization(points, tmp_path / "both.png")) == {"ppo_long"}
     alone = [p for p in points if p["method"] != "ppo_long"]
     assert set(overoptimization(alone, tmp_path / "alone.png")) == {"ppo"}
+
+
+def test_run_ends_are_the_last_snapshot_of_each_run():
+    points = [point("sft", 0, "sft", 0, 0.0, 0.0), point("best_of_n", 0, "n064", 64, 0.9, 3.2)]
+    points += [point("ppo", 0, f"step{x}", x, 0.1 * x, 0.3 * x) for x in (4, 8, 12)]
+    points += [point("dpo", 0, frontier.dpo_setting(b, k, 3), 10 * k, 0.5, 2.0) for b in (0.1, 0.3) for k in (1, 2, 3)]
+    ends = frontier.run_ends(frontier.aggregate(points))
+    assert {name: row["setting"] for name, row in ends.items()} == {
+        "ppo": "step12", "dpo (beta 0.1)": "beta0.1-at3of3", "dpo (beta 0.3)": "beta0.3-at3of3"}
 
 
 def test_drop_from_peak_per_seed_and_within_budget():
