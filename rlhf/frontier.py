@@ -358,6 +358,15 @@ def ppo_points(config: FrontierConfig, ev: Evaluator, store: PointStore, method:
     ppo.run(section, {"policy": inputs["sft"], "reward_model": inputs["reward_model"]}, on_step_end=on_step_end)
 
 
+def ensemble_reward_model(config: FrontierConfig, inputs: dict[str, Artifact], output_dir: Path,
+                          log: Callable[[str], None]) -> Artifact:
+    """The reward section's ensemble, trained on the base run's preferences (reused while up to date)."""
+    cfg = replace(config.reward, run_dir=str(output_dir.parent), output_dir=str(output_dir),
+                  base=str(inputs["sft"].path), reference=str(inputs["sft"].path),
+                  preferences=str(Path(config.base_run) / "preferences"))
+    return run_stage(reward, cfg, log=log)
+
+
 def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                  evaluator: Evaluator | None = None) -> Artifact:
     """Run (or resume) every point, then write the frontier artifact."""
@@ -388,16 +397,16 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                 ppo_points(config, ev, store, "ppo_long", seed, section, {**inputs, "reward_model": inputs["reward"]},
                            log)
             elif method == "ppo_ensemble":
-                if ensemble is None:  # one ensemble reward model serves every seed
-                    ens_dir = runs / f"reward-ensemble-{store.versions['ppo_ensemble']}"
-                    ens_cfg = replace(config.reward, run_dir=str(runs), output_dir=str(ens_dir),
-                                      base=str(inputs["sft"].path), reference=str(inputs["sft"].path),
-                                      preferences=str(Path(config.base_run) / "preferences"))
-                    ensemble = run_stage(reward, ens_cfg, log=log)
-                section = seeded(long_run(config), seed, runs / f"{store.folder('ppo_ensemble').name}-seed{seed}", runs,
-                                 policy=str(inputs["sft"].path), reward_model=str(ensemble.path),
-                                 reward_ensemble=replace(config.ppo.reward_ensemble, objective=config.ensemble_objective))
-                ppo_points(config, ev, store, "ppo_ensemble", seed, section, {**inputs, "reward_model": ensemble}, log)
+                if not all(store.has("ppo_ensemble", seed, f"step{s:05d}")
+                           for s in ppo_snapshot_steps(config, long_run(config))):
+                    # one ensemble reward model serves every seed; not even looked up when the points are there
+                    ensemble = ensemble or ensemble_reward_model(config, inputs, runs / f"reward-ensemble-"
+                                                                 f"{store.versions['ppo_ensemble']}", log)
+                    section = seeded(long_run(config), seed, runs / f"{store.folder('ppo_ensemble').name}-seed{seed}",
+                                     runs, policy=str(inputs["sft"].path), reward_model=str(ensemble.path),
+                                     reward_ensemble=replace(config.ppo.reward_ensemble, objective=config.ensemble_objective))
+                    ppo_points(config, ev, store, "ppo_ensemble", seed, section, {**inputs, "reward_model": ensemble},
+                               log)
             elif method == "dpo":
                 for beta in config.dpo_betas:
                     section = seeded(config.dpo, seed, runs / f"{store.folder('dpo').name}-seed{seed}-beta{beta:g}", runs,

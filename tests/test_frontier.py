@@ -135,6 +135,31 @@ def test_ppo_snapshots_are_scored_once_across_a_resume(base_run, monkeypatch):
     assert next(p for p in points if p["x"] == 10)["tokens_generated"] == 10 * 64 * 10
 
 
+def test_ensemble_reward_model_is_trained_once_and_not_touched_when_its_points_are_done(base_run, monkeypatch):
+    trained_rms = []
+
+    def fake_run_stage(stage, cfg, log):
+        trained_rms.append(cfg.output_dir)
+        return SimpleNamespace(path=Path(cfg.output_dir))
+
+    def fake_ppo_run(section, inputs, on_step_end):
+        trainer = SimpleNamespace(history=[], policy=lambda: "policy")
+        for step in range(1, section.total_episodes // section.rollout_batch_size + 1):
+            on_step_end(step, trainer)
+
+    monkeypatch.setattr(frontier, "run_stage", fake_run_stage)
+    monkeypatch.setattr(frontier.ppo, "run", fake_ppo_run)
+    cfg = config(base_run, "methods=[ppo_ensemble]", "snapshot_every=2", "long_run.total_episodes=256",
+                 "ppo.rollout_batch_size=64")  # 4 steps, 2 seeds
+    frontier.run_frontier(cfg, log=lambda _: None, evaluator=CountingEvaluator())
+    assert len(trained_rms) == 1  # one ensemble for both seeds
+    points = [p for p in frontier.PointStore(frontier.work_root(cfg) / "points").all() if p["method"] == "ppo_ensemble"]
+    assert sorted((p["seed"], p["x"]) for p in points) == [(0, 2), (0, 4), (1, 2), (1, 4)]
+    trained_rms.clear()
+    frontier.run_frontier(cfg, log=lambda _: None, evaluator=CountingEvaluator())
+    assert trained_rms == []
+
+
 def test_missing_base_run_names_the_command(tmp_path):
     cfg = frontier.load_frontier_config(None, [f"base_run={tmp_path / 'nothing'}"])
     with pytest.raises(ArtifactError) as exc:
