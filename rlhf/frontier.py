@@ -472,10 +472,14 @@ def best_within_budget(rows: list[dict[str, Any]], budget: float,
     mean well-formed fraction is >= min_well_formed."""
     best: dict[str, dict] = {}
     for row in rows:
-        within = row["kl"]["mean"] <= budget and row["well_formed"]["mean"] >= min_well_formed
-        if within and (row["method"] not in best or row["gain"]["mean"] > best[row["method"]]["gain"]["mean"]):
+        if within_budget(row, budget, min_well_formed) and (
+                row["method"] not in best or row["gain"]["mean"] > best[row["method"]]["gain"]["mean"]):
             best[row["method"]] = row
     return best
+
+
+def within_budget(row: dict[str, Any], budget: float, min_well_formed: float = 0.0) -> bool:
+    return row["kl"]["mean"] <= budget and row["well_formed"]["mean"] >= min_well_formed
 
 
 def run_ends(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,8 @@ import numpy as np
 from rlhf.evaluation.metrics import t_interval
 from rlhf.evaluation.overoptimization import fit_overoptimization, overoptimization_plot
 from rlhf.evaluation.report import fmt
-from rlhf.frontier import BON_KL_NOTE, best_within_budget, curve_of, drop_from_peak, run_ends, with_gains
+from rlhf.frontier import (BON_KL_NOTE, best_within_budget, curve_of, drop_from_peak, run_ends, with_gains,
+                           within_budget)
 
 FITS = {"ppo": "rl", "ppo_long": "rl", "ppo_ensemble": "rl", "best_of_n": "bon"}  # Gao et al.'s functional form per method
 
@@ -135,10 +136,10 @@ def render(config, points: list[dict[str, Any]], rows: list[dict[str, Any]], pat
                   "| run (end) | setting | gold gain over SFT | KL | well-formed % | within the budget |",
                   "|---|---|---|---|---|---|"]
         for name, r in sorted(ends.items()):
-            within = r["kl"]["mean"] <= config.kl_budget and r["well_formed"]["mean"] >= config.min_well_formed
+            within = within_budget(r, config.kl_budget, config.min_well_formed)
             lines.append(f"| {name} | {r['setting']} | {_ci(r['gain'])} | {_ci(r['kl'])} | "
                          f"{_ci(r['well_formed'], 0, 100)} | {'yes' if within else 'no'} |")
-            summary[f"end/{name.replace(' ', '_')}/gold_gain"] = r["gain"]["mean"]
+            summary[f"end/{r['method']}/{r['setting']}/gold_gain"] = r["gain"]["mean"]
 
     lines += ["", "## Over-optimization (Gao et al. 2022)", "",
               "Gold gain (points, every seed) and proxy RM gain (dashed, seed means) against d = sqrt(KL); "
