@@ -111,7 +111,7 @@ def overoptimization_plot(series: dict[str, tuple[Sequence[float], Sequence[floa
     """
     from rlhf.evaluation.plots import plt, save_figure  # pyplot on the Agg backend
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     for i, (name, (kl, gold, fit)) in enumerate(series.items()):
         color = f"C{i}"
         d = np.sqrt(np.asarray(kl, dtype=np.float64))
@@ -130,5 +130,5 @@ def overoptimization_plot(series: dict[str, tuple[Sequence[float], Sequence[floa
     ax.set_ylabel("reward gain over the reference")
     ax.set_title("Over-optimization (Gao et al. 2022); star = gold peak, dotted = fit/held-out split")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small")
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: the curves fill it
     save_figure(fig, path)
