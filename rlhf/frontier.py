@@ -114,6 +114,11 @@ def load_frontier_config(config_file: str | None, overrides: list[str]) -> Front
         raise ConfigError("exact KL needs plain temperature sampling: set eval.sampling.top_p=1.0 eval.sampling.top_k=0")
     if min(config.best_of_n, default=1) < 1:
         raise ConfigError(f"best_of_n={config.best_of_n}: every n must be >= 1")
+    if not 0.0 <= config.min_well_formed <= 1.0:
+        raise ConfigError(f"min_well_formed={config.min_well_formed}: a fraction, e.g. 0.7 for 70 % well-formed samples")
+    if config.dpo_snapshots < 1 or config.snapshot_every < 1:
+        raise ConfigError(f"dpo_snapshots={config.dpo_snapshots}, snapshot_every={config.snapshot_every}: "
+                          "both must be >= 1")
     return config
 
 

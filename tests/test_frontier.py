@@ -168,6 +168,15 @@ def test_missing_base_run_names_the_command(tmp_path):
     assert "\n" not in message and "python -m pipelines.run --config configs/tiny/pipeline.yaml" in message
 
 
+@pytest.mark.parametrize("override, named", [("min_well_formed=70", "min_well_formed=70"),
+                                             ("dpo_snapshots=0", "dpo_snapshots=0"),
+                                             ("snapshot_every=0", "snapshot_every=0"),
+                                             ("methods=[ppo,dpoo]", "dpoo")])
+def test_bad_sweep_settings_are_refused_at_load(override, named):
+    with pytest.raises(frontier.ConfigError, match=re.escape(named)):
+        frontier.load_frontier_config("configs/tiny/frontier.yaml", ["base_run=/tmp/x", override])
+
+
 def test_tiny_recipe_loads():
     cfg = frontier.load_frontier_config("configs/tiny/frontier.yaml", ["base_run=/tmp/x"])
     assert cfg.ppo.policy == "/tmp/x/sft" and cfg.ppo.kl_coef == 0.15  # the sweep's override of ppo.yaml
