@@ -90,8 +90,8 @@ class FrontierConfig:
     ensemble_objective: str = option("worst_case", "ppo_ensemble: reward_ensemble.objective (mean, worst_case, "
                                      "uncertainty_weighted) over the reward section's ensemble_size members")
     kl_budget: float = option(3.0, "the report's table: per method the best setting whose seed-mean KL is within this (nats)")
-    min_well_formed: float = option(0.0, "the report's table: ...and whose seed-mean well-formed fraction is at least "
-                                    "this (0 = no floor); a gain bought with broken text does not count")
+    min_well_formed: float = option(0.0, "the report's table counts a setting only if its seed-mean well-formed "
+                                    "fraction is at least this (0 = no floor): a gain bought with broken text does not")
     confidence: float = option(0.95, "confidence level of the t-intervals across seeds")
     ppo: ppo.Config = option(ppo.Config(), "PPO section (policy/reward_model default to the base run's)")
     dpo: dpo.Config = option(dpo.Config(), "DPO section; train.beta is swept over dpo_betas")
