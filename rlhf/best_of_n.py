@@ -10,13 +10,13 @@ upper bound on KL(best-of-n || base), tight for large n when the best sample is 
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
 from rlhf.logprobs import best_of_n_kl_bound
 from rlhf.policies import load_policy
-from rlhf.reward_model import RewardModel
+from rlhf.reward_model import EnsembleObjective, RewardModel
 from rlhf.sampling import SamplingConfig
 
 BEST_OF_N_FILE = "best_of_n.json"
@@ -47,9 +47,11 @@ def sample_best_of_n(policy, tokenizer, prompts: list[str], sampling: SamplingCo
     return best
 
 
-def write_recipe(path: str | Path, policy: str | Path, reward_model: str | Path, n: int) -> None:
+def write_recipe(path: str | Path, policy: str | Path, reward_model: str | Path, n: int,
+                 reward_ensemble: EnsembleObjective | None = None) -> None:
     (Path(path) / BEST_OF_N_FILE).write_text(json.dumps(
-        {"policy": str(Path(policy).resolve()), "reward_model": str(Path(reward_model).resolve()), "n": n}))
+        {"policy": str(Path(policy).resolve()), "reward_model": str(Path(reward_model).resolve()), "n": n,
+         "reward_ensemble": asdict(reward_ensemble or EnsembleObjective())}))
 
 
 def sample_artifact(path: str | Path, tokenizer, prompts: list[str], sampling: SamplingConfig, seed: int,
@@ -57,5 +59,6 @@ def sample_artifact(path: str | Path, tokenizer, prompts: list[str], sampling: S
     """Sample a best_of_n artifact: its base policy, n per prompt, the recorded reward model's best."""
     recipe = json.loads((Path(path) / BEST_OF_N_FILE).read_text())
     policy = load_policy(recipe["policy"]).to(device).eval()
-    reward_model = RewardModel.load(recipe["reward_model"], device)
+    # an ensemble reward artifact picks by the recorded objective (recipes from before it was recorded: the mean)
+    reward_model = RewardModel.load(recipe["reward_model"], device, EnsembleObjective(**recipe.get("reward_ensemble", {})))
     return sample_best_of_n(policy, tokenizer, prompts, sampling, seed, recipe["n"], reward_model)

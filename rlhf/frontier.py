@@ -10,6 +10,7 @@ From a finished run's SFT policy and reward model (``base_run``), per seed:
   ``reward.ensemble_size`` members) combined by ``ensemble_objective`` (Coste et al. 2024);
 * ``dpo``: one DPO run per beta in ``dpo_betas``, the live policy scored at ``dpo_snapshots`` steps;
 * ``best_of_n``: n samples of the SFT policy, the reward model's best, for every n in ``best_of_n``;
+* ``best_of_n_ensemble``: the same samples, the best by the ensemble reward model of ``ppo_ensemble``;
 * any of rloo, grpo, online_dpo, rejection_sampling listed in ``methods``: one point each.
 
 Every point is scored the same way (``rlhf.evaluation.rollouts.sample_and_score``): the same held-out
@@ -43,14 +44,14 @@ from rlhf.logprobs import best_of_n_kl_bound, best_of_n_kl_estimate
 from rlhf.models import load_causal_lm, load_tokenizer
 from rlhf.pipeline import load_sectioned_config
 from rlhf.reward_model import RewardModel
-from rlhf.sampling import SamplingConfig
+from rlhf.sampling import SamplingConfig, join
 from rlhf.stage import run_stage
 from rlhf.stages import dpo, grpo, online_dpo, ppo, rejection_sampling, reward, rloo
 from rlhf.tasks.reviews import is_well_formed
 
 KIND = "frontier"
 BASE_RUN_COMMAND = "python -m pipelines.run --config configs/tiny/pipeline.yaml"
-SWEPT = ("ppo", "ppo_long", "ppo_ensemble", "dpo", "best_of_n")
+SWEPT = ("ppo", "ppo_long", "ppo_ensemble", "dpo", "best_of_n", "best_of_n_ensemble")
 SNAPSHOT_RUNS = ("ppo", "ppo_long", "ppo_ensemble", "dpo")  # scored along one training run per seed
 SINGLE_POINT = {"rloo": rloo, "grpo": grpo, "online_dpo": online_dpo, "rejection_sampling": rejection_sampling}
 SECTIONS = {"ppo": ppo, "dpo": dpo, "reward": reward, **SINGLE_POINT}
@@ -87,8 +88,8 @@ class FrontierConfig:
     dpo_snapshots: int = option(3, "DPO: the policy is scored at this many evenly spaced steps of each run (the "
                                 "last one the trained policy)")
     best_of_n: list[int] = option([1, 2, 4, 8, 16, 32, 64], "best-of-n: the n values (one pool of max(n) samples per prompt)")
-    ensemble_objective: str = option("worst_case", "ppo_ensemble: reward_ensemble.objective (mean, worst_case, "
-                                     "uncertainty_weighted) over the reward section's ensemble_size members")
+    ensemble_objective: str = option("worst_case", "ppo_ensemble, best_of_n_ensemble: reward_ensemble.objective (mean, "
+                                     "worst_case, uncertainty_weighted) over the reward section's ensemble_size members")
     kl_budget: float = option(3.0, "the report's table: per method the best setting whose seed-mean KL is within this (nats)")
     min_well_formed: float = option(0.0, "the report's table counts a setting only if its seed-mean well-formed "
                                     "fraction is at least this (0 = no floor): a gain bought with broken text does not")
@@ -171,6 +172,7 @@ def point_versions(config: "FrontierConfig", inputs: dict[str, Artifact]) -> dic
         "sft": {}, "best_of_n": {}, "ppo": {"ppo": config.ppo}, "dpo": {"dpo": config.dpo},
         "ppo_long": {"ppo": long_run(config)},
         "ppo_ensemble": {"ppo": long_run(config), "reward": config.reward, "objective": config.ensemble_objective},
+        "best_of_n_ensemble": {"reward": config.reward, "objective": config.ensemble_objective},
         **{m: {m: getattr(config, m)} for m in SINGLE_POINT}}
     return {method: config_hash({**common, **part})[:8] for method, part in sections.items()}
 
@@ -223,23 +225,26 @@ class Evaluator:
         return sample_summary(samples)
 
 
-def best_of_n_points(ev: Evaluator, sft, seed: int, ns: list[int]) -> Iterable[dict[str, Any]]:
-    """One pool of max(n) SFT samples per prompt, scored once; best-of-n is the RM's best of the first n."""
+def best_of_n_points(ev: Evaluator, sft, seed: int, ns: list[int],
+                     chooser: RewardModel | None = None) -> Iterable[dict[str, Any]]:
+    """One pool of max(n) SFT samples per prompt, scored once; best-of-n is the best of the first n by
+    ``chooser`` (default: the proxy reward model). The points' ``rm`` is always the proxy's score."""
     pool_size = max(ns)
     start = time.perf_counter()
     # No reference pass: the pool IS the SFT policy's samples (per-sample KL 0); the chosen sample's own
     # per-token KL would not be the KL of the best-of-n policy either.
     pool = sample_and_score(sft, ev.tokenizer, ev.prompts, ev.sampling, ev.seed_of(seed), num_samples=pool_size,
                             reward_model=ev.reward_model)
+    choice = pool.rm if chooser is None else chooser.score([join(p, r) for p, r in zip(pool.prompts, pool.responses)]).tolist()
     pool_time = time.perf_counter() - start
     for n in ns:
         rows = [range(i * pool_size, i * pool_size + n) for i in range(len(ev.prompts))]
-        best = [max(r, key=pool.rm.__getitem__) for r in rows]
+        best = [max(r, key=choice.__getitem__) for r in rows]
         chosen = PolicySamples(
             prompts=[pool.prompts[i] for i in best], responses=[pool.responses[i] for i in best],
             lengths=[pool.lengths[i] for i in best], gold=[pool.gold[i] for i in best], rm=[pool.rm[i] for i in best],
             kl=[best_of_n_kl_bound(n)] * len(best))
-        estimate = float(np.mean([best_of_n_kl_estimate([pool.rm[i] for i in r], [pool.responses[i] for i in r], n)
+        estimate = float(np.mean([best_of_n_kl_estimate([choice[i] for i in r], [pool.responses[i] for i in r], n)
                                   for r in rows]))
         yield {"x": n, **sample_summary(chosen), "kl_estimate": estimate,
                "wall_time_s": pool_time * n / pool_size,
@@ -304,6 +309,7 @@ def wanted_settings(config: FrontierConfig) -> dict[str, set[str]]:
     return {
         "sft": {"sft"}, "ppo": ppo_steps(config.ppo), "ppo_long": ppo_steps(long_run(config)),
         "ppo_ensemble": ppo_steps(long_run(config)), "best_of_n": {f"n{n:03d}" for n in config.best_of_n},
+        "best_of_n_ensemble": {f"n{n:03d}" for n in config.best_of_n},
         "dpo": {dpo_setting(b, k, config.dpo_snapshots) for b in config.dpo_betas for k in range(1, config.dpo_snapshots + 1)},
         **{m: {"final"} for m in SINGLE_POINT}}
 
@@ -363,13 +369,22 @@ def ppo_points(config: FrontierConfig, ev: Evaluator, store: PointStore, method:
     ppo.run(section, {"policy": inputs["sft"], "reward_model": inputs["reward_model"]}, on_step_end=on_step_end)
 
 
-def ensemble_reward_model(config: FrontierConfig, inputs: dict[str, Artifact], output_dir: Path,
+def ensemble_reward_model(config: FrontierConfig, inputs: dict[str, Artifact], runs: Path,
                           log: Callable[[str], None]) -> Artifact:
-    """The reward section's ensemble, trained on the base run's preferences (reused while up to date)."""
-    cfg = replace(config.reward, run_dir=str(output_dir.parent), output_dir=str(output_dir),
+    """The reward section's ensemble, trained on the base run's preferences; its folder is named after what it
+    depends on, so every method and sweep setting that needs it shares one (reused while up to date)."""
+    version = config_hash({"reward": config.reward, "inputs": {n: a.fingerprint for n, a in inputs.items()}})[:8]
+    output_dir = runs / f"reward-ensemble-{version}"
+    cfg = replace(config.reward, run_dir=str(runs), output_dir=str(output_dir),
                   base=str(inputs["sft"].path), reference=str(inputs["sft"].path),
                   preferences=str(Path(config.base_run) / "preferences"))
     return run_stage(reward, cfg, log=log)
+
+
+def load_ensemble(artifact: Artifact, config: FrontierConfig, ev: Evaluator) -> RewardModel:
+    """The ensemble reward model combined by ``ensemble_objective``, on the evaluator's device."""
+    objective = replace(config.ppo.reward_ensemble, objective=config.ensemble_objective)
+    return RewardModel.load(artifact.path, next(ev.reference.parameters()).device, objective)
 
 
 def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
@@ -386,7 +401,7 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                               load_causal_lm(inputs["sft"].path).to(device).eval(),
                               RewardModel.load(inputs["reward"].path, device), config.eval.sampling, config.eval.seed)
     ev = evaluator
-    ensemble = None
+    ensemble, chooser = None, None  # the ensemble reward artifact and, for best-of-n, the loaded model
     for seed in config.seeds:
         log(f"=== [frontier] seed {seed} ===")
         store.get_or_compute("sft", seed, "sft", lambda: {"x": 0, **ev.policy(ev.reference, seed),
@@ -405,8 +420,7 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                 if not all(store.has("ppo_ensemble", seed, f"step{s:05d}")
                            for s in ppo_snapshot_steps(config, long_run(config))):
                     # one ensemble reward model serves every seed; not even looked up when the points are there
-                    ensemble = ensemble or ensemble_reward_model(config, inputs, runs / f"reward-ensemble-"
-                                                                 f"{store.versions['ppo_ensemble']}", log)
+                    ensemble = ensemble or ensemble_reward_model(config, inputs, runs, log)
                     section = seeded(long_run(config), seed, runs / f"{store.folder('ppo_ensemble').name}-seed{seed}",
                                      runs, policy=str(inputs["sft"].path), reward_model=str(ensemble.path),
                                      reward_ensemble=replace(config.ppo.reward_ensemble, objective=config.ensemble_objective))
@@ -418,10 +432,14 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                                      policy=str(inputs["sft"].path), preferences=str(inputs["preferences"].path))
                     dpo_points(config, ev, store, seed, replace(section, train=replace(section.train, beta=beta)),
                                inputs, log)
-            elif method == "best_of_n":
-                if not all(store.has("best_of_n", seed, f"n{n:03d}") for n in config.best_of_n):
-                    for point in best_of_n_points(ev, ev.reference, seed, sorted(config.best_of_n)):
-                        store.get_or_compute("best_of_n", seed, f"n{point['x']:03d}", lambda point=point: point)
+            elif method in ("best_of_n", "best_of_n_ensemble"):
+                if not all(store.has(method, seed, f"n{n:03d}") for n in config.best_of_n):
+                    if method == "best_of_n_ensemble" and chooser is None:
+                        ensemble = ensemble or ensemble_reward_model(config, inputs, runs, log)
+                        chooser = load_ensemble(ensemble, config, ev)
+                    for point in best_of_n_points(ev, ev.reference, seed, sorted(config.best_of_n),
+                                                  chooser if method == "best_of_n_ensemble" else None):
+                        store.get_or_compute(method, seed, f"n{point['x']:03d}", lambda point=point: point)
             else:
                 stage = SINGLE_POINT[method]
                 def single_point(stage=stage, method=method):

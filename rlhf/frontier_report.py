@@ -14,7 +14,10 @@ from rlhf.evaluation.report import fmt
 from rlhf.frontier import (BON_KL_NOTE, best_within_budget, curve_of, drop_from_peak, run_ends, with_gains,
                            within_budget)
 
-FITS = {"ppo": "rl", "ppo_long": "rl", "ppo_ensemble": "rl", "best_of_n": "bon"}  # Gao et al.'s functional form per method
+FITS = {"ppo": "rl", "ppo_long": "rl", "ppo_ensemble": "rl", "best_of_n": "bon",
+        "best_of_n_ensemble": "bon"}  # Gao et al.'s functional form per method
+ENSEMBLE_PAIRS = {"ppo_long": "PPO, single reward model", "ppo_ensemble": "PPO, ensemble",
+                  "best_of_n": "best-of-n, single reward model", "best_of_n_ensemble": "best-of-n, ensemble"}
 
 
 def frontier_plot(rows: list[dict[str, Any]], path: Path, confidence: float) -> None:
@@ -29,7 +32,7 @@ def frontier_plot(rows: list[dict[str, Any]], path: Path, confidence: float) -> 
         gain = [r["gain"]["mean"] for r in curve]
         low = [r["gain"]["low"] for r in curve]
         high = [r["gain"]["high"] for r in curve]
-        label = name + (" (KL: upper bound)" if name == "best_of_n" else "")
+        label = name + (" (KL: upper bound)" if name.startswith("best_of_n") else "")
         ax.plot(kl, gain, marker="o", markersize=3, color=f"C{i}", label=label)
         ax.fill_between(kl, low, high, color=f"C{i}", alpha=0.2)
     ax.set_xlabel("KL(policy || SFT), nats per response (exact, eval temperature)")
@@ -157,18 +160,19 @@ def render(config, points: list[dict[str, Any]], rows: list[dict[str, Any]], pat
     else:
         lines.append("(too few PPO / best-of-n points to fit)")
 
-    runs = [m for m in ("ppo_long", "ppo_ensemble") if any(p["method"] == m for p in points)]  # same PPO settings
-    if runs:
-        lines += ["", "## Reward-model ensemble vs single reward model (PPO, the long small-KL run)", "",
-                  f"Gold-gain drop from the run's peak to its end, per seed (mean ± t-interval), over the whole run "
-                  f"and within the KL budget ({config.kl_budget:g} nats).", "",
-                  "| PPO reward | drop, whole run | drop within budget | final KL | final gold gain |", "|---|---|---|---|---|"]
+    runs = [m for m in ENSEMBLE_PAIRS if any(p["method"] == m for p in points)]  # pairs: same settings, other RM
+    if any(m.endswith("_ensemble") for m in runs):
+        lines += ["", "## Reward-model ensemble vs single reward model", "",
+                  f"Ensemble: {config.reward.ensemble_size} members combined by {config.ensemble_objective}. PPO: the "
+                  "long small-KL run; best-of-n: the same samples, picked by the other reward model. Gold-gain drop "
+                  "from the run's peak to its end (PPO: the last step; best-of-n: the largest n), per seed (mean ± "
+                  f"t-interval), over the whole run and within the KL budget ({config.kl_budget:g} nats).", "",
+                  "| policy | drop, whole run | drop within budget | final KL | final gold gain |", "|---|---|---|---|---|"]
         for m in runs:
             last = max((r for r in rows if r["method"] == m), key=lambda r: r["x"])
             whole, within = t_interval(drop_from_peak(points, m)), t_interval(drop_from_peak(points, m, config.kl_budget))
-            name = f"ensemble ({config.ensemble_objective}, {config.reward.ensemble_size} members)" if m == "ppo_ensemble" else "single"
-            lines.append(f"| {name} | {_ci(whole.as_dict(), 3)} | {_ci(within.as_dict(), 3)} | {_ci(last['kl'])} | "
-                         f"{_ci(last['gain'], 3)} |")
+            lines.append(f"| {ENSEMBLE_PAIRS[m]} | {_ci(whole.as_dict(), 3)} | {_ci(within.as_dict(), 3)} | "
+                         f"{_ci(last['kl'])} | {_ci(last['gain'], 3)} |")
             summary[f"drop/{m}"] = whole.mean
     lines += ["", "## Every setting", "", "KL estimate: best-of-n's plug-in estimate (see above); KL is its bound.", "",
               "| method | setting | KL | KL estimate | gold gain | proxy gain | well-formed % | repeated 3-grams | seeds |",

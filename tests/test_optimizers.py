@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -123,3 +124,21 @@ def test_sampling_is_set_once(tmp_path, sft_artifact, reward_artifact):
     config = stage_config(rloo, "tiny", tmp_path, sft_artifact, reward_artifact, "train.temperature=1.3")
     with pytest.raises(ConfigError, match="train.temperature=1.3 differs from sampling.temperature"):
         run_stage(rloo, config, log=lambda _: None)
+
+
+def test_best_of_n_artifact_picks_by_its_recorded_ensemble_objective(tmp_path, monkeypatch):
+    from rlhf import best_of_n as bon
+    from rlhf.reward_model import EnsembleObjective
+
+    objectives = []
+    monkeypatch.setattr(bon, "load_policy", lambda path: SimpleNamespace(to=lambda device: SimpleNamespace(eval=lambda: "policy")))
+    monkeypatch.setattr(bon.RewardModel, "load", lambda path, device, objective=None: objectives.append(objective) or "rm")
+    monkeypatch.setattr(bon, "sample_best_of_n", lambda policy, tok, prompts, sampling, seed, n, rm: (policy, n, rm))
+    bon.write_recipe(tmp_path, tmp_path / "sft", tmp_path / "reward", 4, EnsembleObjective("worst_case", 0.5))
+    assert bon.sample_artifact(tmp_path, None, [], None, 0) == ("policy", 4, "rm")
+    assert objectives[-1] == EnsembleObjective("worst_case", 0.5)
+    recipe = json.loads((tmp_path / bon.BEST_OF_N_FILE).read_text())
+    del recipe["reward_ensemble"]  # an artifact from before the objective was recorded: the mean, as then
+    (tmp_path / bon.BEST_OF_N_FILE).write_text(json.dumps(recipe))
+    bon.sample_artifact(tmp_path, None, [], None, 0)
+    assert objectives[-1] == EnsembleObjective("mean")

@@ -18,7 +18,7 @@ from rlhf.config import ConfigError, DataConfig, option
 from rlhf.data import train_prompts
 from rlhf.models import load_tokenizer
 from rlhf.policies import BEST_OF_N, POLICY_KINDS, TRAINING_SAMPLING, load_policy, sampling_record
-from rlhf.reward_model import RewardModel
+from rlhf.reward_model import EnsembleObjective, RewardModel
 from rlhf.sampling import SamplingConfig
 
 KIND = BEST_OF_N
@@ -30,6 +30,9 @@ class Config:
     output_dir: str = option("${run_dir}/best_of_n", "where the best_of_n artifact is written", hashed=False)
     policy: str = option("${run_dir}/sft", "policy artifact to sample n times per prompt", hashed=False)
     reward_model: str = option("${run_dir}/reward", "reward artifact that picks the best of the n", hashed=False)
+    reward_ensemble: EnsembleObjective = option(
+        EnsembleObjective(), "how the members of an ensemble reward artifact (reward stage ensemble_size > 1) score "
+        "the n samples: mean, worst_case or uncertainty_weighted (Coste et al. 2024)")
     n: int = option(4, "samples per prompt; KL to the policy is at most log n - (n-1)/n nats")
     seed: int = option(0, "seed for the stage's own metrics")
     data: DataConfig = option(DataConfig(), "task whose training-split prompts give the stage's metrics")
@@ -47,12 +50,12 @@ def run(config: Config, inputs: dict[str, Artifact]) -> Artifact:
     device = process_state().device
     tokenizer = load_tokenizer(inputs["policy"].path)
     policy = load_policy(inputs["policy"].path).to(device)
-    reward_model = RewardModel.load(inputs["reward_model"].path, device)
+    reward_model = RewardModel.load(inputs["reward_model"].path, device, config.reward_ensemble)
     samples = sample_best_of_n(policy, tokenizer, train_prompts(config.data, config.num_eval_prompts),
                                config.sampling, config.seed, config.n, reward_model)
     with write_artifact(config.output_dir, KIND, config, inputs) as out:
         tokenizer.save_pretrained(str(out.path))  # the eval stage checks every policy's vocabulary
-        write_recipe(out.path, inputs["policy"].path, inputs["reward_model"].path, config.n)
+        write_recipe(out.path, inputs["policy"].path, inputs["reward_model"].path, config.n, config.reward_ensemble)
         out.extra[TRAINING_SAMPLING] = sampling_record(
             config.sampling.temperature, config.sampling.max_new_tokens, "the setting its n samples were drawn at here")
         out.metrics.update({"eval/gold_reward": samples.mean("gold"), "eval/rm_score": samples.mean("rm"),
