@@ -225,30 +225,45 @@ class Evaluator:
         return sample_summary(samples)
 
 
-def best_of_n_points(ev: Evaluator, sft, seed: int, ns: list[int],
-                     chooser: RewardModel | None = None) -> Iterable[dict[str, Any]]:
-    """One pool of max(n) SFT samples per prompt, scored once; best-of-n is the best of the first n by
-    ``chooser`` (default: the proxy reward model). The points' ``rm`` is always the proxy's score."""
-    pool_size = max(ns)
+@dataclass
+class BestOfNPool:
+    """max(n) SFT samples per prompt (consecutive rows) with gold and proxy scores, and the time they took."""
+
+    samples: PolicySamples
+    size: int
+    seconds: float
+
+
+def best_of_n_pool(ev: Evaluator, sft, seed: int, size: int) -> BestOfNPool:
     start = time.perf_counter()
     # No reference pass: the pool IS the SFT policy's samples (per-sample KL 0); the chosen sample's own
     # per-token KL would not be the KL of the best-of-n policy either.
-    pool = sample_and_score(sft, ev.tokenizer, ev.prompts, ev.sampling, ev.seed_of(seed), num_samples=pool_size,
-                            reward_model=ev.reward_model)
-    choice = pool.rm if chooser is None else chooser.score([join(p, r) for p, r in zip(pool.prompts, pool.responses)]).tolist()
-    pool_time = time.perf_counter() - start
+    samples = sample_and_score(sft, ev.tokenizer, ev.prompts, ev.sampling, ev.seed_of(seed), num_samples=size,
+                               reward_model=ev.reward_model)
+    return BestOfNPool(samples, size, time.perf_counter() - start)
+
+
+def best_of_n_points(pool: BestOfNPool, ns: list[int], chooser: RewardModel | None = None) -> Iterable[dict[str, Any]]:
+    """Best-of-n for every n: the best of each prompt's first n pool samples by ``chooser`` (default: the
+    proxy reward model). The points' ``rm`` is always the proxy's score."""
+    samples, seconds = pool.samples, pool.seconds
+    if chooser is None:
+        choice = samples.rm
+    else:
+        start = time.perf_counter()
+        choice = chooser.score([join(p, r) for p, r in zip(samples.prompts, samples.responses)]).tolist()
+        seconds += time.perf_counter() - start
     for n in ns:
-        rows = [range(i * pool_size, i * pool_size + n) for i in range(len(ev.prompts))]
+        rows = [range(i, i + n) for i in range(0, len(samples.prompts), pool.size)]
         best = [max(r, key=choice.__getitem__) for r in rows]
         chosen = PolicySamples(
-            prompts=[pool.prompts[i] for i in best], responses=[pool.responses[i] for i in best],
-            lengths=[pool.lengths[i] for i in best], gold=[pool.gold[i] for i in best], rm=[pool.rm[i] for i in best],
-            kl=[best_of_n_kl_bound(n)] * len(best))
-        estimate = float(np.mean([best_of_n_kl_estimate([choice[i] for i in r], [pool.responses[i] for i in r], n)
+            prompts=[samples.prompts[i] for i in best], responses=[samples.responses[i] for i in best],
+            lengths=[samples.lengths[i] for i in best], gold=[samples.gold[i] for i in best],
+            rm=[samples.rm[i] for i in best], kl=[best_of_n_kl_bound(n)] * len(best))
+        estimate = float(np.mean([best_of_n_kl_estimate([choice[i] for i in r], [samples.responses[i] for i in r], n)
                                   for r in rows]))
-        yield {"x": n, **sample_summary(chosen), "kl_estimate": estimate,
-               "wall_time_s": pool_time * n / pool_size,
-               "tokens_generated": pool.num_tokens(i for r in rows for i in r)}
+        yield {"x": n, **sample_summary(chosen), "kl_estimate": estimate, "wall_time_s": seconds * n / pool.size,
+               "tokens_generated": samples.num_tokens(i for r in rows for i in r)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -402,6 +417,7 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                               RewardModel.load(inputs["reward"].path, device), config.eval.sampling, config.eval.seed)
     ev = evaluator
     ensemble, chooser = None, None  # the ensemble reward artifact and, for best-of-n, the loaded model
+    pools: dict[int, BestOfNPool] = {}  # the current seed's best-of-n samples (one seed's at a time)
     for seed in config.seeds:
         log(f"=== [frontier] seed {seed} ===")
         store.get_or_compute("sft", seed, "sft", lambda: {"x": 0, **ev.policy(ev.reference, seed),
@@ -437,7 +453,9 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                     if method == "best_of_n_ensemble" and chooser is None:
                         ensemble = ensemble or ensemble_reward_model(config, inputs, runs, log)
                         chooser = load_ensemble(ensemble, config, ev)
-                    for point in best_of_n_points(ev, ev.reference, seed, sorted(config.best_of_n),
+                    if pools.get(seed) is None:  # best_of_n and best_of_n_ensemble choose from the same samples
+                        pools = {seed: best_of_n_pool(ev, ev.reference, seed, max(config.best_of_n))}
+                    for point in best_of_n_points(pools[seed], sorted(config.best_of_n),
                                                   chooser if method == "best_of_n_ensemble" else None):
                         store.get_or_compute(method, seed, f"n{point['x']:03d}", lambda point=point: point)
             else:

@@ -162,15 +162,13 @@ def test_ensemble_reward_model_is_trained_once_and_not_touched_when_its_points_a
     assert trained_rms == []
 
 
-def test_best_of_n_picks_by_the_chooser_and_reports_the_proxy_score(monkeypatch):
+def test_best_of_n_picks_by_the_chooser_and_reports_the_proxy_score():
     # 2 prompts x a pool of 4: the proxy RM ranks each prompt's samples 0 > 1 > 2 > 3, the chooser 3 > 2 > 1 > 0.
     pool = PolicySamples(prompts=["a"] * 4 + ["b"] * 4, responses=[f"r{i}" for i in range(8)],
                          tokens=[[1, 2]] * 8, lengths=[2] * 8, gold=[0.0, 0.1, 0.2, 0.9] * 2, rm=[3.0, 2.0, 1.0, 0.0] * 2)
-    monkeypatch.setattr(frontier, "sample_and_score", lambda *args, **kwargs: pool)
     chooser = SimpleNamespace(score=lambda texts: torch.tensor([float(t[-1]) % 4 for t in texts]))
-    ev = frontier.Evaluator(["a", "b"], None, None, None, None, 0)
-    by_proxy = {p["x"]: p for p in frontier.best_of_n_points(ev, "sft", 0, [1, 4])}
-    by_chooser = {p["x"]: p for p in frontier.best_of_n_points(ev, "sft", 0, [1, 4], chooser)}
+    by_proxy = {p["x"]: p for p in frontier.best_of_n_points(frontier.BestOfNPool(pool, 4, 1.0), [1, 4])}
+    by_chooser = {p["x"]: p for p in frontier.best_of_n_points(frontier.BestOfNPool(pool, 4, 1.0), [1, 4], chooser)}
     assert by_proxy[4]["gold"] == pytest.approx(0.0) and by_proxy[4]["rm"] == pytest.approx(3.0)
     assert by_chooser[4]["gold"] == pytest.approx(0.9) and by_chooser[4]["rm"] == pytest.approx(0.0)  # proxy's score
     assert by_proxy[1]["gold"] == by_chooser[1]["gold"] == pytest.approx(0.0)  # n = 1: no choice to make
