@@ -10,7 +10,7 @@ upper bound on KL(best-of-n || base), tight for large n when the best sample is 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
@@ -25,12 +25,8 @@ KL_NOTE = "kl, kl_k1, kl_k3: the bound log n - (n-1)/n (Beirami et al. 2024), no
 
 def keep_best(samples: PolicySamples, n: int) -> PolicySamples:
     """Per prompt (n consecutive rows with RM scores), the row with the highest RM score."""
-    best = [max(range(start, start + n), key=samples.rm.__getitem__) for start in range(0, len(samples.rm), n)]
-    out = PolicySamples()
-    for f in fields(PolicySamples):
-        values = getattr(samples, f.name)
-        setattr(out, f.name, None if values is None else [values[i] for i in best])
-    return out
+    return samples.select([max(range(start, start + n), key=samples.rm.__getitem__)
+                           for start in range(0, len(samples.rm), n)])
 
 
 def sample_pool(policy, tokenizer, prompts: list[str], sampling: SamplingConfig, seed: int, n: int,

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from rlhf.artifacts import Artifact, ArtifactError, open_artifact, write_artifact
+from rlhf.best_of_n import sample_pool
 from rlhf.config import ConfigError, DataConfig, config_hash, option
 from rlhf.data import held_out_prompts
 from rlhf.evaluation.metrics import repeated_ngram_rate, t_interval
@@ -43,7 +44,7 @@ from rlhf.evaluation.rollouts import PolicySamples, sample_and_score
 from rlhf.logprobs import best_of_n_kl_bound, best_of_n_kl_estimate
 from rlhf.models import load_causal_lm, load_tokenizer
 from rlhf.pipeline import load_sectioned_config
-from rlhf.reward_model import RewardModel
+from rlhf.reward_model import EnsembleObjective, RewardModel
 from rlhf.sampling import SamplingConfig, join
 from rlhf.stage import run_stage
 from rlhf.stages import dpo, grpo, online_dpo, ppo, rejection_sampling, reward, rloo
@@ -238,8 +239,7 @@ def best_of_n_pool(ev: Evaluator, sft, seed: int, size: int) -> BestOfNPool:
     start = time.perf_counter()
     # No reference pass: the pool IS the SFT policy's samples (per-sample KL 0); the chosen sample's own
     # per-token KL would not be the KL of the best-of-n policy either.
-    samples = sample_and_score(sft, ev.tokenizer, ev.prompts, ev.sampling, ev.seed_of(seed), num_samples=size,
-                               reward_model=ev.reward_model)
+    samples = sample_pool(sft, ev.tokenizer, ev.prompts, ev.sampling, ev.seed_of(seed), size, ev.reward_model)
     return BestOfNPool(samples, size, time.perf_counter() - start)
 
 
@@ -256,10 +256,8 @@ def best_of_n_points(pool: BestOfNPool, ns: list[int], chooser: RewardModel | No
     for n in ns:
         rows = [range(i, i + n) for i in range(0, len(samples.prompts), pool.size)]
         best = [max(r, key=choice.__getitem__) for r in rows]
-        chosen = PolicySamples(
-            prompts=[samples.prompts[i] for i in best], responses=[samples.responses[i] for i in best],
-            lengths=[samples.lengths[i] for i in best], gold=[samples.gold[i] for i in best],
-            rm=[samples.rm[i] for i in best], kl=[best_of_n_kl_bound(n)] * len(best))
+        chosen = samples.select(best)
+        chosen.kl = [best_of_n_kl_bound(n)] * len(best)
         estimate = float(np.mean([best_of_n_kl_estimate([choice[i] for i in r], [samples.responses[i] for i in r], n)
                                   for r in rows]))
         yield {"x": n, **sample_summary(chosen), "kl_estimate": estimate, "wall_time_s": seconds * n / pool.size,
@@ -396,10 +394,14 @@ def ensemble_reward_model(config: FrontierConfig, inputs: dict[str, Artifact], r
     return run_stage(reward, cfg, log=log)
 
 
+def ensemble_objective(config: FrontierConfig) -> EnsembleObjective:
+    """The ppo section's reward_ensemble with the sweep's ``ensemble_objective``."""
+    return replace(config.ppo.reward_ensemble, objective=config.ensemble_objective)
+
+
 def load_ensemble(artifact: Artifact, config: FrontierConfig, ev: Evaluator) -> RewardModel:
     """The ensemble reward model combined by ``ensemble_objective``, on the evaluator's device."""
-    objective = replace(config.ppo.reward_ensemble, objective=config.ensemble_objective)
-    return RewardModel.load(artifact.path, next(ev.reference.parameters()).device, objective)
+    return RewardModel.load(artifact.path, next(ev.reference.parameters()).device, ensemble_objective(config))
 
 
 def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
@@ -439,7 +441,7 @@ def run_frontier(config: FrontierConfig, log: Callable[[str], None] = print,
                     ensemble = ensemble or ensemble_reward_model(config, inputs, runs, log)
                     section = seeded(long_run(config), seed, runs / f"{store.folder('ppo_ensemble').name}-seed{seed}",
                                      runs, policy=str(inputs["sft"].path), reward_model=str(ensemble.path),
-                                     reward_ensemble=replace(config.ppo.reward_ensemble, objective=config.ensemble_objective))
+                                     reward_ensemble=ensemble_objective(config))
                     ppo_points(config, ev, store, "ppo_ensemble", seed, section, {**inputs, "reward_model": ensemble},
                                log)
             elif method == "dpo":

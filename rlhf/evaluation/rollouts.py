@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import contextlib
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, ContextManager
 
 import torch
@@ -38,6 +38,11 @@ class PolicySamples:
 
     def mean(self, name: str) -> float:
         return statistics.fmean(getattr(self, name))
+
+    def select(self, rows: list[int]) -> "PolicySamples":
+        """The samples at ``rows``, every field (a field that is None stays None)."""
+        return PolicySamples(**{f.name: None if getattr(self, f.name) is None else [getattr(self, f.name)[i] for i in rows]
+                                for f in fields(self)})
 
     def num_tokens(self, rows: Iterable[int] | None = None) -> int:
         """Tokens generated (EOS included, as a sampler counts them) by all samples or by ``rows``."""
